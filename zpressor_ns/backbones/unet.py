@@ -1,0 +1,250 @@
+"""The UNet with cross-view attention used by DepthSplat's depth regressor and Gaussian regressor.
+
+A diffusion-style UNet without timestep conditioning: pre-norm residual blocks (GroupNorm, SiLU, 3x3 conv),
+strided-conv downsampling, nearest+conv upsampling, skip concatenation, and at chosen downsampling factors
+an attention block whose tokens are the pixels of *all views of a scene jointly*, which is how information
+flows between views. Every residual branch ends in a zero-initialised conv, so a fresh UNet outputs zero and
+each of its blocks starts as the identity.
+
+Parameter names (``input_blocks.{i}.{j}.in_layers.2``, ``out_layers.3``, ``skip_connection``, ``op``, ``conv``,
+``qkv``, ``proj_out``, ``middle_block.{0,2}``, ``out.{0,2}``, ...) and shapes (1-d convs in attention) match the
+original DepthSplat checkpoints, so importing official weights needs no renaming inside the UNet.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Widths and layout of a UNet; input and output have ``channels`` channels."""
+
+    channels: int
+    channel_mult: tuple[int, ...]
+    # Downsampling factors (1, 2, 4, ...) at which blocks are followed by cross-view attention.
+    attention_resolutions: tuple[int, ...]
+    num_res_blocks: int = 1
+    head_channels: int = 32
+
+    def __post_init__(self) -> None:
+        for width in self.attention_widths():
+            if width % self.head_channels:
+                raise ValueError(
+                    f"attention width {width} is not divisible by head_channels {self.head_channels}"
+                )
+
+    def attention_widths(self) -> set[int]:
+        """Widths of the levels that carry attention blocks."""
+        return {
+            self.channels * mult
+            for level, mult in enumerate(self.channel_mult)
+            if 2**level in self.attention_resolutions
+        }
+
+    @property
+    def required_multiple(self) -> int:
+        """Input height and width must be multiples of this, or skip connections do not line up."""
+        return 2 ** (len(self.channel_mult) - 1)
+
+
+UNET_PRESETS: dict[str, UNetConfig] = {
+    # DepthSplat's depth regressor at 1/8 resolution and its Gaussian regressor at full resolution.
+    "depth_regressor": UNetConfig(channels=128, channel_mult=(1, 1, 1), attention_resolutions=(4,)),
+    "gaussian_regressor": UNetConfig(channels=32, channel_mult=(1, 2, 4, 4, 4), attention_resolutions=(16,)),
+    # The same layouts at widths that train on a CPU. DepthSplat uses 16-channel heads below 32 channels.
+    "depth_regressor_small": UNetConfig(channels=32, channel_mult=(1, 1, 1), attention_resolutions=(4,)),
+    "gaussian_regressor_small": UNetConfig(
+        channels=16, channel_mult=(1, 2, 4, 4, 4), attention_resolutions=(16,), head_channels=16
+    ),
+}
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """DepthSplat's UNet normalisation: 8 groups, or 4 when the width is not a multiple of 8."""
+    return nn.GroupNorm(8 if channels % 8 == 0 else 4, channels)
+
+
+def zero_init(module: nn.Module) -> nn.Module:
+    """Zero a layer's parameters so the residual branch it closes starts as a no-op."""
+    for parameter in module.parameters():
+        nn.init.zeros_(parameter)
+    return module
+
+
+def _indexed(layers: dict[int, nn.Module]) -> OrderedDict[str, nn.Module]:
+    """Name layers by explicit indices: the official layouts hold parameter-free placeholders
+    (a zero-rate dropout, an identity) at the missing positions, and the names must line up."""
+    return OrderedDict((str(index), layer) for index, layer in layers.items())
+
+
+class ResBlock(nn.Module):
+    """Pre-norm residual block; a 1x1 conv adapts the skip path when the width changes."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.in_layers = nn.Sequential(
+            group_norm(in_channels), nn.SiLU(), nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        )
+        self.out_layers = nn.Sequential(
+            _indexed(
+                {
+                    0: group_norm(out_channels),
+                    1: nn.SiLU(),
+                    3: zero_init(nn.Conv2d(out_channels, out_channels, 3, padding=1)),
+                }
+            )
+        )
+        self.skip_connection = (
+            nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
+        )
+
+    def forward(
+        self, x: Float[Tensor, "batch in_channel height width"]
+    ) -> Float[Tensor, "batch out_channel height width"]:
+        return self.skip_connection(x) + self.out_layers(self.in_layers(x))
+
+
+class Downsample(nn.Module):
+    """Halve the resolution with a strided 3x3 conv."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(
+        self, x: Float[Tensor, "batch channel height width"]
+    ) -> Float[Tensor, "batch channel half_h half_w"]:
+        return self.op(x)
+
+
+class Upsample(nn.Module):
+    """Double the resolution (nearest) and smooth with a 3x3 conv."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(
+        self, x: Float[Tensor, "batch channel height width"]
+    ) -> Float[Tensor, "batch channel twice_h twice_w"]:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class CrossViewAttention(nn.Module):
+    """Pre-norm multi-head self-attention over the pixels of all views of a scene at once.
+
+    The batch holds ``num_views`` consecutive views per scene, (scene, view) order. Quadratic in
+    views x pixels, so it runs through SDPA (fused kernels on GPU, exact math on CPU).
+    """
+
+    def __init__(self, channels: int, head_channels: int) -> None:
+        super().__init__()
+        self.num_heads = channels // head_channels
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.proj_out = zero_init(nn.Conv1d(channels, channels, 1))
+
+    def forward(
+        self, x: Float[Tensor, "batch_view channel height width"], num_views: int
+    ) -> Float[Tensor, "batch_view channel height width"]:
+        batch_view, channels, height, width = x.shape
+        batch, heads, tokens = batch_view // num_views, self.num_heads, height * width
+        head_dim = channels // heads
+        # The official qkv output channels are grouped per head: (head, q|k|v, head_dim).
+        qkv = self.qkv(self.norm(x).reshape(batch_view, channels, tokens))
+        qkv = qkv.view(batch, num_views, heads, 3, head_dim, tokens)
+        qkv = qkv.permute(3, 0, 2, 1, 5, 4).reshape(3, batch, heads, num_views * tokens, head_dim)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        out = out.view(batch, heads, num_views, tokens, head_dim).permute(0, 2, 1, 4, 3)
+        out = self.proj_out(out.reshape(batch_view, channels, tokens))
+        return x + out.view(batch_view, channels, height, width)
+
+
+class UNetStage(nn.Sequential):
+    """Layers applied in order; only the attention layers need to know how many views a scene has."""
+
+    def forward(
+        self, x: Float[Tensor, "batch_view channel height width"], num_views: int
+    ) -> Float[Tensor, "batch_view out_channel out_h out_w"]:
+        for layer in self:
+            x = layer(x, num_views) if isinstance(layer, CrossViewAttention) else layer(x)
+        return x
+
+
+class UNet(nn.Module):
+    """Encoder-decoder with skip connections whose attention mixes the views of each scene."""
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        base = config.channels
+        last_level = len(config.channel_mult) - 1
+
+        def maybe_attention(width: int, factor: int) -> list[nn.Module]:
+            if factor in config.attention_resolutions:
+                return [CrossViewAttention(width, config.head_channels)]
+            return []
+
+        self.input_blocks = nn.ModuleList([UNetStage(nn.Conv2d(base, base, 3, padding=1))])
+        skip_widths = [base]
+        width, factor = base, 1
+        for level, mult in enumerate(config.channel_mult):
+            for _ in range(config.num_res_blocks):
+                block = [ResBlock(width, base * mult)]
+                width = base * mult
+                block += maybe_attention(width, factor)
+                self.input_blocks.append(UNetStage(*block))
+                skip_widths.append(width)
+            if level < last_level:
+                self.input_blocks.append(UNetStage(Downsample(width)))
+                skip_widths.append(width)
+                factor *= 2
+
+        self.middle_block = UNetStage(_indexed({0: ResBlock(width, width), 2: ResBlock(width, width)}))
+
+        self.output_blocks = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(config.channel_mult))):
+            for i in range(config.num_res_blocks + 1):
+                block = [ResBlock(width + skip_widths.pop(), base * mult)]
+                width = base * mult
+                block += maybe_attention(width, factor)
+                if level > 0 and i == config.num_res_blocks:
+                    block.append(Upsample(width))
+                    factor //= 2
+                self.output_blocks.append(UNetStage(*block))
+
+        self.out = nn.Sequential(
+            group_norm(width), nn.SiLU(), zero_init(nn.Conv2d(width, base, 3, padding=1))
+        )
+
+    def forward(
+        self, x: Float[Tensor, "batch_view channel height width"], num_views: int
+    ) -> Float[Tensor, "batch_view channel height width"]:
+        """``x`` stacks ``num_views`` consecutive views per scene; attention runs across them jointly."""
+        batch_view, _, height, width = x.shape
+        if num_views < 1 or batch_view % num_views:
+            raise ValueError(
+                f"UNet batch of {batch_view} images is not a whole number of {num_views}-view scenes"
+            )
+        multiple = self.config.required_multiple
+        if height % multiple or width % multiple:
+            raise ValueError(
+                f"UNet input {height}x{width} must be a multiple of {multiple} in both sides "
+                f"({len(self.config.channel_mult)} resolution levels); crop the images accordingly"
+            )
+        skips = []
+        h = x
+        for stage in self.input_blocks:
+            h = stage(h, num_views)
+            skips.append(h)
+        h = self.middle_block(h, num_views)
+        for stage in self.output_blocks:
+            h = stage(torch.cat((h, skips.pop()), dim=1), num_views)
+        return self.out(h)
