@@ -136,7 +136,7 @@ def test_dl3dv_scene_layout_and_transforms(tmp_path):
     assert names == ["frame_00001.png", "frame_00002.png", "frame_00003.png"]
     png = Image.open(scene_dir / "images_8" / "frame_00002.png")
     assert png.format == "PNG" and png.size == (width, height)
-    assert torch.equal(torch.from_numpy(np.asarray(png)), images[1])  # PNG is lossless
+    assert torch.equal(torch.from_numpy(np.array(png)), images[1])  # PNG is lossless
 
     meta = json.loads((scene_dir / "transforms.json").read_text())
     # Full-resolution intrinsics: images_8 frames are 1/8 of the size the pixel intrinsics refer to.
