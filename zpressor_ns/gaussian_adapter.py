@@ -1,0 +1,140 @@
+"""Per-pixel Gaussian parameters (the head's raw channels) -> world-space Gaussians.
+
+Channel layout of the head output, per pixel: opacity (1), xy offset inside the pixel (2), scale (3),
+quaternion in xyzw order (4), SH colour-major (3 x (degree + 1)^2), 85 channels at degree 4.
+Activations are DepthSplat's: sigmoid opacity and offset, scale = min(exp(s - 4), scale_max) in world
+units, normalised quaternion, SH damped per degree (0.1 * 0.25^l) with the DC term initialised from the
+pixel colour. Means sit along the *normalised* pixel ray at the predicted depth (used as a distance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int64
+from torch import Tensor
+
+from zpressor_ns.gaussians import Gaussians
+from zpressor_ns.sh_rotation import num_coefficients, rotate_sh
+
+# Zeroth-order real SH constant: DC coefficient c gives colour c * SH_C0 + 0.5.
+SH_C0 = 0.28209479177387814
+# Scales start at exp(-4) ~ 0.018 world units for a zero head output.
+SCALE_LOG_OFFSET = 4.0
+QUATERNION_EPS = 1e-8
+
+
+def num_gaussian_channels(sh_degree: int) -> int:
+    """Head channels per pixel: opacity, offset, scale, quaternion, SH."""
+    return 1 + 2 + 3 + 4 + 3 * num_coefficients(sh_degree)
+
+
+def sh_damping(sh_degree: int, device: torch.device | str | None = None) -> Float[Tensor, " n"]:
+    """1 for the DC term and 0.1 * 0.25^l for degree l: keeps early view dependence small."""
+    degrees = torch.arange(sh_degree + 1, device=device).repeat_interleave(
+        2 * torch.arange(sh_degree + 1, device=device) + 1
+    )
+    return torch.where(degrees == 0, 1.0, 0.1 * 0.25 ** degrees.float())
+
+
+def quaternion_xyzw_to_matrix(q: Float[Tensor, "*batch 4"], eps: float = QUATERNION_EPS) -> Float[Tensor, "*batch 3 3"]:
+    """Rotation matrix of a (not necessarily unit) quaternion in scipy's xyzw order."""
+    x, y, z, w = q.unbind(-1)
+    s = 2 / ((q * q).sum(-1) + eps)
+    rows = (
+        1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w),
+        s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w),
+        s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y),
+    )  # fmt: skip
+    return torch.stack(rows, dim=-1).unflatten(-1, (3, 3))
+
+
+def covariance_from_scale_rotation(
+    scales: Float[Tensor, "*batch 3"], quaternions_xyzw: Float[Tensor, "*batch 4"]
+) -> Float[Tensor, "*batch 3 3"]:
+    """R S S^T R^T."""
+    rotation = quaternion_xyzw_to_matrix(quaternions_xyzw)
+    scale = torch.diag_embed(scales)
+    return rotation @ scale @ scale.transpose(-1, -2) @ rotation.transpose(-1, -2)
+
+
+def pixel_centres(height: int, width: int, device: torch.device | str | None = None) -> Float[Tensor, "h w 2"]:
+    """Normalised (x, y) image coordinates of the pixel centres, in (0, 1)."""
+    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height
+    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack((grid_x, grid_y), dim=-1)
+
+
+@dataclass
+class PixelGaussians:
+    """Everything about the pixel Gaussians except where along its ray each one sits."""
+
+    origins: Float[Tensor, "batch view pixel 3"]
+    directions: Float[Tensor, "batch view pixel 3"]  # unit length, world frame
+    covariances: Float[Tensor, "batch view pixel 3 3"]
+    harmonics: Float[Tensor, "batch view pixel 3 d_sh"]
+    opacities: Float[Tensor, "batch view pixel"]
+
+    def at_depths(
+        self, depths: Float[Tensor, "batch view height width"], anchors: Int64[Tensor, "batch view"] | None = None
+    ) -> Gaussians:
+        """Place the Gaussians at ``depths`` along their rays; G is view-major, then pixels."""
+        means = self.origins + self.directions * depths.flatten(2)[..., None]
+        return Gaussians(
+            means=means.flatten(1, 2),
+            covariances=self.covariances.flatten(1, 2),
+            harmonics=self.harmonics.flatten(1, 2),
+            opacities=self.opacities.flatten(1, 2),
+            anchors=anchors,
+        )
+
+
+def decode_pixel_gaussians(
+    raw: Float[Tensor, "batch view channel height width"],
+    images: Float[Tensor, "batch view 3 height width"],
+    c2w: Float[Tensor, "batch view 4 4"],
+    intrinsics: Float[Tensor, "batch view 3 3"],
+    sh_degree: int = 4,
+    scale_max: float = 0.3,
+) -> PixelGaussians:
+    """Activate the head's raw channels and express them in the world frame.
+
+    ``images`` in [0, 1] initialise the DC colour; ``intrinsics`` are normalised (row 0 / W, row 1 / H).
+    """
+    b, v, channels, h, w = raw.shape
+    expected = num_gaussian_channels(sh_degree)
+    if channels != expected:
+        raise ValueError(f"Gaussian head gave {channels} channels; SH degree {sh_degree} needs {expected}")
+    n_sh = num_coefficients(sh_degree)
+    per_pixel = raw.flatten(3).transpose(2, 3)  # [b, v, hw, channel]
+    opacity, offset, scale, rotation, sh = per_pixel.split((1, 2, 3, 4, 3 * n_sh), dim=-1)
+
+    # Rays through the (shifted) pixel centres.
+    pixel_size = torch.tensor((1.0 / w, 1.0 / h), dtype=raw.dtype, device=raw.device)
+    xy = pixel_centres(h, w, raw.device).to(raw.dtype).reshape(1, 1, h * w, 2)
+    xy = xy + (offset.sigmoid() - 0.5) * pixel_size
+    camera_rays = torch.cat((xy, torch.ones_like(xy[..., :1])), dim=-1) @ torch.linalg.inv(intrinsics).transpose(-1, -2)
+    camera_rays = camera_rays / camera_rays.norm(dim=-1, keepdim=True)
+    rotation_c2w = c2w[..., :3, :3]
+    directions = camera_rays @ rotation_c2w.transpose(-1, -2)
+    origins = c2w[..., None, :3, 3].expand_as(directions)
+
+    scales = torch.exp(scale - SCALE_LOG_OFFSET).clamp(max=scale_max)
+    quaternions = rotation / (rotation.norm(dim=-1, keepdim=True) + QUATERNION_EPS)
+    covariances = covariance_from_scale_rotation(scales, quaternions)
+    covariances = rotation_c2w[:, :, None] @ covariances @ rotation_c2w[:, :, None].transpose(-1, -2)
+
+    sh = sh.unflatten(-1, (3, n_sh)) * sh_damping(sh_degree, raw.device).to(raw.dtype)
+    colour_dc = (images.flatten(3).transpose(2, 3) - 0.5) / SH_C0  # [b, v, hw, 3]
+    sh = torch.cat((sh[..., :1] + colour_dc[..., None], sh[..., 1:]), dim=-1)
+    harmonics = rotate_sh(sh, rotation_c2w[:, :, None, None])
+
+    return PixelGaussians(
+        origins=origins,
+        directions=directions,
+        covariances=covariances,
+        harmonics=harmonics,
+        opacities=opacity[..., 0].sigmoid(),
+    )
