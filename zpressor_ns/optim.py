@@ -1,0 +1,110 @@
+"""The original training recipe's optimizer and schedule as Nerfstudio configs (Nerfstudio face).
+
+DepthSplat+ZPressor trains with AdamW (weight decay 0.01), two parameter groups (the DINOv2 ViT at a
+100x lower learning rate), gradient clipping of the GLOBAL norm at 0.5, and PyTorch's OneCycleLR
+(cosine, pct_start 0.01, div 25, final div 1e4, total = max_steps + 10).
+
+Nerfstudio makes one optimizer per named group and clips each group on its own, which would not be the
+same recipe. So the model returns ONE named group ("encoder") holding both torch parameter groups, the
+optimizer clips the norm over all of them before each step, and the schedule is a LambdaLR whose factor
+is OneCycleLR's (identical for every group, since OneCycle's shape is relative to each group's maximum).
+Factors are Python floats: no numpy scalars end up in checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from nerfstudio.engine.optimizers import OptimizerConfig
+from nerfstudio.engine.schedulers import Scheduler, SchedulerConfig
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+
+
+class ClippedAdamW(torch.optim.AdamW):
+    """AdamW that first clips the gradient norm over all of its parameter groups together."""
+
+    def __init__(self, params: Any, max_grad_norm: float | None = None, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self.max_grad_norm = max_grad_norm
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        if self.max_grad_norm is not None:
+            params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+            if params:
+                torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        return super().step(closure)
+
+
+@dataclass
+class SplitLRAdamWConfig(OptimizerConfig):
+    """AdamW over the model's parameter groups: 'main' at ``lr``, 'pretrained' (the ViT) at ``pretrained_lr``."""
+
+    _target: type = field(default_factory=lambda: ClippedAdamW)
+    lr: float = 2e-4
+    """Learning rate of everything but the pretrained ViT."""
+    pretrained_lr: float = 2e-6
+    """Learning rate of the pretrained monocular ViT (DINOv2 / Depth Anything V2)."""
+    weight_decay: float = 0.01
+    eps: float = 1e-8
+    max_grad_norm: float | None = 0.5
+    """Clip the global gradient norm (all groups together) to this value; None disables clipping."""
+
+    def setup(self, params) -> torch.optim.Optimizer:
+        groups = []
+        for group in params:
+            if not isinstance(group, dict):  # a plain parameter list: one group at ``lr``
+                return self._target(
+                    params, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm
+                )
+            lr = self.pretrained_lr if group.get("name") == "pretrained" else self.lr
+            groups.append({**group, "lr": lr})
+        return self._target(
+            groups, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm
+        )
+
+
+def one_cycle_factor(
+    step: int, total_steps: int, pct_start: float = 0.01, div_factor: float = 25.0, final_div_factor: float = 1e4
+) -> float:
+    """Learning-rate multiplier of PyTorch's OneCycleLR (cosine, three-phase off) relative to max_lr."""
+    initial = 1.0 / div_factor
+    minimum = initial / final_div_factor
+    warm_end = float(pct_start * total_steps) - 1
+    last = float(total_steps - 1)
+    step = min(step, total_steps - 1)
+
+    def cosine(start: float, end: float, fraction: float) -> float:
+        return end + (start - end) / 2.0 * (math.cos(math.pi * fraction) + 1)
+
+    if step <= warm_end:
+        return cosine(initial, 1.0, step / warm_end if warm_end > 0 else 1.0)
+    return cosine(1.0, minimum, (step - warm_end) / (last - warm_end))
+
+
+@dataclass
+class OneCycleSchedulerConfig(SchedulerConfig):
+    """OneCycleLR as the original trains: cosine, warm-up over pct_start of max_steps + 10 steps."""
+
+    _target: type = field(default_factory=lambda: OneCycleScheduler)
+    max_steps: int = 100_000
+    """Training steps of the run (the cycle spans max_steps + 10, as in the original)."""
+    pct_start: float = 0.01
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+
+
+class OneCycleScheduler(Scheduler):
+    config: OneCycleSchedulerConfig
+
+    def get_scheduler(self, optimizer: torch.optim.Optimizer, lr_init: float) -> LRScheduler:
+        cfg = self.config
+        total = cfg.max_steps + 10
+
+        def factor(step: int) -> float:
+            return one_cycle_factor(step, total, cfg.pct_start, cfg.div_factor, cfg.final_div_factor)
+
+        return LambdaLR(optimizer, lr_lambda=factor)
