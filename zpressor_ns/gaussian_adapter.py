@@ -38,7 +38,9 @@ def sh_damping(sh_degree: int, device: torch.device | str | None = None) -> Floa
     return torch.where(degrees == 0, 1.0, 0.1 * 0.25 ** degrees.float())
 
 
-def quaternion_xyzw_to_matrix(q: Float[Tensor, "*batch 4"], eps: float = QUATERNION_EPS) -> Float[Tensor, "*batch 3 3"]:
+def quaternion_xyzw_to_matrix(
+    q: Float[Tensor, "*batch 4"], eps: float = QUATERNION_EPS
+) -> Float[Tensor, "*batch 3 3"]:
     """Rotation matrix of a (not necessarily unit) quaternion in scipy's xyzw order."""
     x, y, z, w = q.unbind(-1)
     s = 2 / ((q * q).sum(-1) + eps)
@@ -59,7 +61,9 @@ def covariance_from_scale_rotation(
     return rotation @ scale @ scale.transpose(-1, -2) @ rotation.transpose(-1, -2)
 
 
-def pixel_centres(height: int, width: int, device: torch.device | str | None = None) -> Float[Tensor, "h w 2"]:
+def pixel_centres(
+    height: int, width: int, device: torch.device | str | None = None
+) -> Float[Tensor, "h w 2"]:
     """Normalised (x, y) image coordinates of the pixel centres, in (0, 1)."""
     ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height
     xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width
@@ -78,7 +82,9 @@ class PixelGaussians:
     opacities: Float[Tensor, "batch view pixel"]
 
     def at_depths(
-        self, depths: Float[Tensor, "batch view height width"], anchors: Int64[Tensor, "batch view"] | None = None
+        self,
+        depths: Float[Tensor, "batch view height width"],
+        anchors: Int64[Tensor, "batch view"] | None = None,
     ) -> Gaussians:
         """Place the Gaussians at ``depths`` along their rays; G is view-major, then pixels."""
         means = self.origins + self.directions * depths.flatten(2)[..., None]
@@ -115,7 +121,9 @@ def decode_pixel_gaussians(
     pixel_size = torch.tensor((1.0 / w, 1.0 / h), dtype=raw.dtype, device=raw.device)
     xy = pixel_centres(h, w, raw.device).to(raw.dtype).reshape(1, 1, h * w, 2)
     xy = xy + (offset.sigmoid() - 0.5) * pixel_size
-    camera_rays = torch.cat((xy, torch.ones_like(xy[..., :1])), dim=-1) @ torch.linalg.inv(intrinsics).transpose(-1, -2)
+    camera_rays = torch.cat((xy, torch.ones_like(xy[..., :1])), dim=-1) @ torch.linalg.inv(
+        intrinsics
+    ).transpose(-1, -2)
     camera_rays = camera_rays / camera_rays.norm(dim=-1, keepdim=True)
     rotation_c2w = c2w[..., :3, :3]
     directions = camera_rays @ rotation_c2w.transpose(-1, -2)

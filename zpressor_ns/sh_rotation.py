@@ -41,7 +41,9 @@ def degree_of(num: int) -> int:
 def _legendre_derivative_coefficients(degree: int, order: int) -> tuple[float, ...]:
     """Power-series coefficients of d^order/dz^order P_degree(z) times the orthonormal constant."""
     series = legendre.leg2poly(legendre.Legendre.basis(degree).deriv(order).coef)
-    norm = math.sqrt((2 * degree + 1) / (4 * math.pi) * math.factorial(degree - order) / math.factorial(degree + order))
+    norm = math.sqrt(
+        (2 * degree + 1) / (4 * math.pi) * math.factorial(degree - order) / math.factorial(degree + order)
+    )
     if order > 0:
         norm *= math.sqrt(2.0)
     return tuple(float(c) * norm for c in np.atleast_1d(series))

@@ -1,0 +1,360 @@
+"""The DepthSplat encoder as ZPressor integrated it (Oct-2024 DepthSplat, one scale), with or without ZPressor.
+
+Per view: ImageNet normalisation -> UniMatch CNN (1/2, 1/4, 1/8) -> window sine position code on the
+1/8 features -> [ZPressor: V views -> K anchors; its output replaces only the transformer input, every
+other consumer takes the anchors' raw features] -> from here on anchors only: multi-view transformer
+over the nearest anchors, DINOv2 features, inverse-depth cost volume, depth regressor U-Net, DPT
+refinement to full-resolution inverse depth, feature upsampler, Gaussian regressor U-Net and head,
+then pixel Gaussians in the world frame (``zpressor_ns.gaussian_adapter``).
+
+Module names here are this project's; ``zpressor_ns.checkpoints.import_official`` maps the original
+checkpoint keys onto them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int64
+from torch import Tensor, nn
+
+from zpressor_ns.backbones.cnn import CNNEncoder
+from zpressor_ns.backbones.cost_volume import inverse_depth_candidates, nearest_views, plane_sweep_cost_volume
+from zpressor_ns.backbones.dpt import DPT_PRESETS, DPTConfig, DPTHead
+from zpressor_ns.backbones.mv_transformer import MultiViewTransformer
+from zpressor_ns.backbones.position import add_window_position
+from zpressor_ns.backbones.unet import UNET_PRESETS, UNet, UNetConfig
+from zpressor_ns.backbones.vit import VIT_PRESETS, ViTConfig, VisionTransformer
+from zpressor_ns.gaussian_adapter import PixelGaussians, decode_pixel_gaussians, num_gaussian_channels
+from zpressor_ns.gaussians import Gaussians
+
+# The CNN's coarsest stride; the depth is predicted on this grid and refined x8.
+FEATURE_STRIDE = 8
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+METHODS = ("zpressor-depthsplat", "depthsplat")
+
+
+@dataclass(frozen=True)
+class DepthSplatConfig:
+    """Architecture of the encoder. The defaults are the paper's (ViT-B, 128 candidates, 6 anchors)."""
+
+    use_zpressor: bool = True
+    num_anchors: int = 6
+    zpressor_layers: int = 6
+    zpressor_heads: int = 1
+    cnn_channels: tuple[int, int, int] = (64, 96, 128)
+    # Width of the 1/8 features, the multi-view transformer and ZPressor (they must agree).
+    feature_channels: int = 128
+    transformer_layers: int = 6
+    attention_splits: int = 2
+    # Views each view matches against in the transformer and the cost volume, itself included.
+    nearest_views: int = 3
+    num_depth_candidates: int = 128
+    vit: ViTConfig = VIT_PRESETS["vitb"]
+    dpt: DPTConfig = DPT_PRESETS["vitb"]
+    depth_unet: UNetConfig = UNET_PRESETS["depth_regressor"]
+    gaussian_unet: UNetConfig = UNET_PRESETS["gaussian_regressor"]
+    feature_upsampler_channels: int = 128
+    sh_degree: int = 4
+    scale_max: float = 0.3
+
+    def __post_init__(self) -> None:
+        cnn_outputs = (*self.cnn_channels[:2], self.feature_channels)
+        if tuple(self.dpt.cnn_channels) != cnn_outputs:
+            raise ValueError(f"DPT expects CNN widths {self.dpt.cnn_channels}, the CNN gives {cnn_outputs}")
+        if self.dpt.mv_channels != self.feature_channels or self.dpt.vit_channels != self.vit.dim:
+            raise ValueError(
+                f"DPT widths (mv {self.dpt.mv_channels}, ViT {self.dpt.vit_channels}) do not match the "
+                f"transformer ({self.feature_channels}) and ViT ({self.vit.dim})"
+            )
+
+    @property
+    def gaussian_head_hidden(self) -> int:
+        """DepthSplat widens the head to twice its output only with 128 upsampled feature channels."""
+        channels = num_gaussian_channels(self.sh_degree)
+        return 2 * channels if self.feature_upsampler_channels == 128 else channels
+
+    @property
+    def required_multiple(self) -> int:
+        """Image height and width must be multiples of this (U-Net skips, transformer windows)."""
+        depth_unet = FEATURE_STRIDE * self.depth_unet.required_multiple
+        windows = FEATURE_STRIDE * self.attention_splits
+        return math.lcm(depth_unet, windows, self.gaussian_unet.required_multiple)
+
+
+PRESETS: dict[str, DepthSplatConfig] = {
+    "paper": DepthSplatConfig(),
+    # Same code paths at widths that train on 2 CPU cores at 64-128 px.
+    "small": DepthSplatConfig(
+        num_anchors=3,
+        cnn_channels=(32, 48, 64),
+        feature_channels=64,
+        num_depth_candidates=32,
+        vit=VIT_PRESETS["tiny"],
+        dpt=DPT_PRESETS["small"],
+        depth_unet=UNET_PRESETS["depth_regressor_small"],
+        gaussian_unet=UNET_PRESETS["gaussian_regressor_small"],
+        feature_upsampler_channels=32,
+    ),
+}
+
+
+def encoder_config(method: str, preset: str = "paper") -> DepthSplatConfig:
+    """The configuration of a method ("zpressor-depthsplat" or "depthsplat") at a preset size."""
+    if method not in METHODS:
+        raise ValueError(f"unknown encoder method {method!r}; choose one of {list(METHODS)}")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return replace(PRESETS[preset], use_zpressor=method == "zpressor-depthsplat")
+
+
+def required_multiple(preset: str = "paper") -> int:
+    """Multiple that image sides must have for a preset (32 for both; the original's patch shim crops to 64)."""
+    return encoder_config("depthsplat", preset).required_multiple
+
+
+@dataclass
+class EncoderOutput(Gaussians):
+    """The Gaussians (fields of :class:`Gaussians`) plus what training needs.
+
+    ``intermediate`` (training mode only) holds the same Gaussians placed at the x8-bilinear low-res depth;
+    ``latent`` is the upsampled feature map the information-bottleneck loss acts on; ``clusters[b, v]`` is
+    the anchor slot each context view was assigned to (None without ZPressor).
+    """
+
+    depths: Float[Tensor, "batch anchor height width"] | None = None
+    latent: Float[Tensor, "batch anchor channel height width"] | None = None
+    intermediate: Gaussians | None = None
+    clusters: Int64[Tensor, "batch view"] | None = None
+
+
+class ConvUNetRegressor(nn.Module):
+    """Conv3x3 -> GroupNorm(8) -> GELU -> cross-view U-Net -> Conv3x3 (DepthSplat's regressor shape)."""
+
+    def __init__(self, in_channels: int, unet: UNetConfig) -> None:
+        super().__init__()
+        channels = unet.channels
+        self.proj_in = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.norm = nn.GroupNorm(8, channels)
+        self.unet = UNet(unet)
+        self.proj_out = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(
+        self, x: Float[Tensor, "batch_view in_channel height width"], num_views: int
+    ) -> Float[Tensor, "batch_view channel height width"]:
+        return self.proj_out(self.unet(F.gelu(self.norm(self.proj_in(x))), num_views))
+
+
+def _conv_gelu_conv(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
+    """Two 3x3 convs with replicate padding (no zero border in the predicted maps)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, hidden, 3, padding=1, padding_mode="replicate"),
+        nn.GELU(),
+        nn.Conv2d(hidden, out_channels, 3, padding=1, padding_mode="replicate"),
+    )
+
+
+def _feature_upsampler(in_channels: int, out_channels: int) -> nn.Sequential:
+    """1x1 conv, then three (nearest x2, 3x3 conv) steps halving the width, GELU between them."""
+    hidden = 4 * out_channels
+    return nn.Sequential(
+        nn.Conv2d(in_channels, hidden, 1),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(hidden, hidden // 2, 3, padding=1, padding_mode="replicate"),
+        nn.GELU(),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(hidden // 2, hidden // 4, 3, padding=1, padding_mode="replicate"),
+        nn.GELU(),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(hidden // 4, out_channels, 3, padding=1, padding_mode="replicate"),
+    )
+
+
+def _gather(x: Tensor, index: Int64[Tensor, "batch anchor"]) -> Tensor:
+    """``x[b, index[b]]`` for every scene: keep the anchors' entries along the view axis."""
+    return x[torch.arange(x.shape[0], device=x.device)[:, None], index]
+
+
+def _upsample_bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+
+class DepthSplatEncoder(nn.Module):
+    """Context views -> pixel-aligned Gaussians of the K anchors (or of every view without ZPressor)."""
+
+    def __init__(self, config: DepthSplatConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.feature_channels
+        self.cnn = CNNEncoder(config.cnn_channels, c)
+        self.zpressor = None
+        if config.use_zpressor:
+            from zpressor_ns.zpressor import ZPressor
+
+            self.zpressor = ZPressor(
+                dim=c, num_heads=config.zpressor_heads, num_layers=config.zpressor_layers
+            )
+        self.transformer = MultiViewTransformer(c, config.transformer_layers)
+        self.vit = VisionTransformer(config.vit)
+
+        regressor_in = config.num_depth_candidates + c + c + config.vit.dim
+        unet_channels = config.depth_unet.channels
+        self.depth_regressor = ConvUNetRegressor(regressor_in, config.depth_unet)
+        self.depth_regressor_residual = nn.Conv2d(regressor_in, unet_channels, 1)
+        self.depth_head = _conv_gelu_conv(unet_channels, 2 * unet_channels, config.num_depth_candidates)
+        self.dpt = DPTHead(config.dpt)
+
+        latent = config.feature_upsampler_channels
+        self.feature_upsampler = _feature_upsampler(c + c + config.vit.dim, latent)
+        self.gaussian_regressor = ConvUNetRegressor(3 + 1 + 1 + latent, config.gaussian_unet)
+        head_in = config.gaussian_unet.channels + 3 + latent + 1
+        num_channels = num_gaussian_channels(config.sh_degree)
+        self.gaussian_head = _conv_gelu_conv(head_in, config.gaussian_head_hidden, num_channels)
+        # Scales start at exp(-4) and SH at zero (DC then comes from the pixel colour alone).
+        last = self.gaussian_head[-1]
+        for rows in (slice(3, 6), slice(10, num_channels)):
+            nn.init.zeros_(last.weight[rows])
+            nn.init.zeros_(last.bias[rows])
+
+        self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
+
+    def _check_inputs(
+        self, images: Tensor, c2w: Tensor, intrinsics: Tensor, near: Tensor, far: Tensor
+    ) -> None:
+        if images.dim() != 5 or images.shape[2] != 3:
+            raise ValueError(f"images must be [batch, view, 3, height, width], got {tuple(images.shape)}")
+        b, v, _, h, w = images.shape
+        for name, tensor, tail in (
+            ("c2w", c2w, (4, 4)),
+            ("K", intrinsics, (3, 3)),
+            ("near", near, ()),
+            ("far", far, ()),
+        ):
+            if tuple(tensor.shape) != (b, v, *tail):
+                raise ValueError(
+                    f"{name} must have shape {(b, v, *tail)} to match the images, got {tuple(tensor.shape)}"
+                )
+        multiple = self.config.required_multiple
+        if h % multiple or w % multiple:
+            raise ValueError(
+                f"image size {h}x{w} is not a multiple of {multiple}: the depth U-Net's skip connections and "
+                f"the attention windows need it. Centre-crop to ({h // multiple * multiple}, {w // multiple * multiple}) "
+                "and scale fx, fy accordingly (see zpressor_ns.backbones.depthsplat.required_multiple)"
+            )
+        if v < 2:
+            raise ValueError(
+                "DepthSplat needs at least 2 context views (the cost volume matches across views)"
+            )
+
+    def forward(
+        self,
+        images: Float[Tensor, "batch view 3 height width"],
+        c2w: Float[Tensor, "batch view 4 4"],
+        intrinsics: Float[Tensor, "batch view 3 3"],
+        near: Float[Tensor, "batch view"],
+        far: Float[Tensor, "batch view"],
+        num_anchors: int | None = None,
+    ) -> EncoderOutput:
+        """Gaussians of the anchors, ordered anchor-major (FPS order), then pixels row-major.
+
+        ``images`` in [0, 1]; ``c2w`` OpenCV camera-to-world; ``intrinsics`` normalised; ``near``/``far``
+        the depth range in world units. ``num_anchors`` overrides the configured anchor count.
+        """
+        self._check_inputs(images, c2w, intrinsics, near, far)
+        cfg = self.config
+        b, v, _, h, w = images.shape
+        normalised = (images - self.image_mean) / self.image_std
+        half, quarter, eighth = (f.unflatten(0, (b, v)) for f in self.cnn(normalised.flatten(0, 1)))
+        transformer_in = add_window_position(eighth, cfg.attention_splits)
+
+        anchors = clusters = None
+        if self.zpressor is not None:
+            k = cfg.num_anchors if num_anchors is None else num_anchors
+            compressed = self.zpressor(transformer_in, c2w, k)
+            anchors, clusters = compressed.anchors, compressed.clusters
+            transformer_in = compressed.features
+            images, normalised, c2w, intrinsics, near, far, half, quarter, eighth = (
+                _gather(x, anchors)
+                for x in (images, normalised, c2w, intrinsics, near, far, half, quarter, eighth)
+            )
+        elif num_anchors is not None and num_anchors != v:
+            raise ValueError(
+                "num_anchors only applies to the ZPressor encoder; without it every view is kept"
+            )
+        k = images.shape[1]
+        if k < 2:
+            raise ValueError("DepthSplat needs at least 2 anchors (the cost volume matches across views)")
+
+        neighbours = nearest_views(c2w, cfg.nearest_views)
+        mv = self.transformer(transformer_in, neighbours, cfg.attention_splits)
+        low = (h // FEATURE_STRIDE, w // FEATURE_STRIDE)
+
+        vit_size = (
+            h // cfg.vit.patch_size * cfg.vit.patch_size,
+            w // cfg.vit.patch_size * cfg.vit.patch_size,
+        )
+        vit_in = _upsample_bilinear(normalised.flatten(0, 1), vit_size)
+        vit_features = [_upsample_bilinear(f, low) for f in self.vit.get_intermediate_layers(vit_in)]
+        mono = vit_features[-1]
+
+        # Cost volume on the 1/8 grid: intrinsics in pixels of that grid, candidates in inverse depth.
+        pixel_k = intrinsics.clone()
+        pixel_k[..., 0, :] = pixel_k[..., 0, :] * w
+        pixel_k[..., 1, :] = pixel_k[..., 1, :] * h
+        pixel_k[..., :2, :] = pixel_k[..., :2, :] / FEATURE_STRIDE
+        candidates = inverse_depth_candidates(near, far, cfg.num_depth_candidates)  # [b, k, d]
+        cost = plane_sweep_cost_volume(mv, pixel_k, c2w, neighbours, candidates)
+
+        eighth, mv = eighth.flatten(0, 1), mv.flatten(0, 1)
+        regressor_in = torch.cat((cost.flatten(0, 1), eighth, mv, mono), dim=1)
+        regressed = self.depth_regressor(regressor_in, k) + self.depth_regressor_residual(regressor_in)
+        match_prob = torch.softmax(self.depth_head(regressed), dim=1)  # [bk, d, h8, w8]
+        candidates = candidates.flatten(0, 1)[:, :, None, None]
+        low_inverse_depth = (match_prob * candidates).sum(1, keepdim=True)
+
+        residual = self.dpt(
+            vit_features, (half.flatten(0, 1), quarter.flatten(0, 1), eighth), mv, low_inverse_depth
+        )
+        upsampled_inverse_depth = _upsample_bilinear(low_inverse_depth, (h, w))
+        inverse_depth = (upsampled_inverse_depth + residual).clamp(
+            min=(1.0 / far).reshape(-1, 1, 1, 1), max=(1.0 / near).reshape(-1, 1, 1, 1)
+        )
+        depth = 1.0 / inverse_depth  # [bk, 1, h, w]
+
+        latent = self.feature_upsampler(torch.cat((eighth, mv, mono), dim=1))
+        confidence = F.interpolate(match_prob.max(dim=1, keepdim=True).values, size=(h, w), mode="nearest")
+        rgb = images.flatten(0, 1)
+        regressed = self.gaussian_regressor(torch.cat((rgb, depth, confidence, latent), dim=1), k)
+        raw = self.gaussian_head(torch.cat((regressed, rgb, latent, confidence), dim=1))
+
+        pixels: PixelGaussians = decode_pixel_gaussians(
+            raw.unflatten(0, (b, k)), images, c2w, intrinsics, cfg.sh_degree, cfg.scale_max
+        )
+        depths = depth[:, 0].unflatten(0, (b, k))
+        gaussians = pixels.at_depths(depths, anchors)
+        intermediate = None
+        if self.training:
+            intermediate = pixels.at_depths(
+                (1.0 / upsampled_inverse_depth[:, 0]).unflatten(0, (b, k)), anchors
+            )
+        return EncoderOutput(
+            means=gaussians.means,
+            covariances=gaussians.covariances,
+            harmonics=gaussians.harmonics,
+            opacities=gaussians.opacities,
+            anchors=anchors,
+            depths=depths,
+            latent=latent.unflatten(0, (b, k)),
+            intermediate=intermediate,
+            clusters=clusters,
+        )
+
+
+def build_encoder(method: str, preset: str = "paper") -> DepthSplatEncoder:
+    """The encoder of ``method`` ("zpressor-depthsplat" or "depthsplat") at ``preset`` ("paper" or "small")."""
+    return DepthSplatEncoder(encoder_config(method, preset))
