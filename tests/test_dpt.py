@@ -159,5 +159,9 @@ def test_matches_the_original_head_on_fixture_weights(fixture):
     for name, value in [*ours.items(), ("dpt_residual_inverse_depth", residual)]:
         reference = tensors[name]
         torch.testing.assert_close(
-            value, reference, rtol=0, atol=1e-5 * reference.abs().max().item(), msg=name
+            value,
+            reference,
+            rtol=0,
+            atol=1e-5 * reference.abs().max().item(),
+            msg=lambda m, name=name: f"{name}: {m}",
         )
