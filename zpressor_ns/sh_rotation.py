@@ -62,16 +62,16 @@ def real_sh_basis(directions: Float[Tensor, "*batch 3"], degree: int) -> Float[T
         cos_m.append(c * big_x - s * big_y)
         sin_m.append(c * big_y + s * big_x)
     values = []
-    for l in range(degree + 1):
-        row = [big_z] * (2 * l + 1)
-        for m in range(l + 1):
+    for deg in range(degree + 1):
+        row: list[Tensor | None] = [None] * (2 * deg + 1)
+        for m in range(deg + 1):
             # Horner evaluation of the scaled Legendre derivative in Z.
             radial = torch.zeros_like(big_z)
-            for coefficient in reversed(_legendre_derivative_coefficients(l, m)):
+            for coefficient in reversed(_legendre_derivative_coefficients(deg, m)):
                 radial = radial * big_z + coefficient
-            row[l + m] = radial * cos_m[m]
+            row[deg + m] = radial * cos_m[m]
             if m > 0:
-                row[l - m] = radial * sin_m[m]
+                row[deg - m] = radial * sin_m[m]
         values.extend(row)
     return torch.stack(values, dim=-1)
 
@@ -102,8 +102,8 @@ def wigner_d(rotations: Float[Tensor, "*batch 3 3"], degree: int) -> Float[Tenso
     matrices = d_transposed.transpose(-1, -2)
     # The solve is exact only within each degree; zero the cross-degree round-off.
     block = torch.zeros_like(matrices[..., :1, :1].expand(matrices.shape))
-    for l in range(degree + 1):
-        sl = slice(l * l, (l + 1) ** 2)
+    for deg in range(degree + 1):
+        sl = slice(deg * deg, (deg + 1) ** 2)
         block[..., sl, sl] = matrices[..., sl, sl]
     return block.to(rotations.dtype)
 

@@ -27,9 +27,10 @@ from zpressor_ns.backbones.dpt import DPT_PRESETS, DPTConfig, DPTHead
 from zpressor_ns.backbones.mv_transformer import MultiViewTransformer
 from zpressor_ns.backbones.position import add_window_position
 from zpressor_ns.backbones.unet import UNET_PRESETS, UNet, UNetConfig
-from zpressor_ns.backbones.vit import VIT_PRESETS, ViTConfig, VisionTransformer
+from zpressor_ns.backbones.vit import VIT_PRESETS, VisionTransformer, ViTConfig
 from zpressor_ns.gaussian_adapter import PixelGaussians, decode_pixel_gaussians, num_gaussian_channels
 from zpressor_ns.gaussians import Gaussians
+from zpressor_ns.zpressor import ZPressor, gather_views
 
 # The CNN's coarsest stride; the depth is predicted on this grid and refined x8.
 FEATURE_STRIDE = 8
@@ -174,11 +175,6 @@ def _feature_upsampler(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-def _gather(x: Tensor, index: Int64[Tensor, "batch anchor"]) -> Tensor:
-    """``x[b, index[b]]`` for every scene: keep the anchors' entries along the view axis."""
-    return x[torch.arange(x.shape[0], device=x.device)[:, None], index]
-
-
 def _upsample_bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
@@ -193,8 +189,6 @@ class DepthSplatEncoder(nn.Module):
         self.cnn = CNNEncoder(config.cnn_channels, c)
         self.zpressor = None
         if config.use_zpressor:
-            from zpressor_ns.zpressor import ZPressor
-
             self.zpressor = ZPressor(
                 dim=c, num_heads=config.zpressor_heads, num_layers=config.zpressor_layers
             )
@@ -279,7 +273,7 @@ class DepthSplatEncoder(nn.Module):
             anchors, clusters = compressed.anchors, compressed.clusters
             transformer_in = compressed.features
             images, normalised, c2w, intrinsics, near, far, half, quarter, eighth = (
-                _gather(x, anchors)
+                gather_views(x, anchors)
                 for x in (images, normalised, c2w, intrinsics, near, far, half, quarter, eighth)
             )
         elif num_anchors is not None and num_anchors != v:
