@@ -203,3 +203,16 @@ def test_matches_the_original_regressor_unets(fixture):
         out = head(unet(stem(inputs), num_views=views))
         reference = tensors["gaussian_regressor_out"]
         torch.testing.assert_close(out, reference, rtol=0, atol=1e-5 * reference.abs().max().item())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_forward_matches_cpu():
+    unet = randomised(UNet(UNET_PRESETS["gaussian_regressor_small"]))
+    x = torch.randn(4, 16, 32, 48)
+    with torch.no_grad():
+        expected = unet(x, num_views=2)
+        # fp32 on both sides (no TF32 convolutions); the attention runs through a fused CUDA kernel.
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            got = unet.cuda()(x.cuda(), num_views=2).cpu()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-3 * expected.abs().max().item())

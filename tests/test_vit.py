@@ -191,3 +191,17 @@ def test_matches_the_original_dinov2_on_official_weights(fixture):
     reference = tensors["vit_intermediate_tokens"]
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-5 * reference.abs().max().item())
     torch.testing.assert_close(tokens + pos, tensors["vit_tokens_prepared"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_forward_matches_cpu(tiny):
+    images = torch.rand(2, 3, 56, 126)
+    with torch.no_grad():
+        expected = tiny(images)
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            gpu_vit = build_vit("tiny").cuda().eval()
+            gpu_vit.load_state_dict(tiny.state_dict())
+            got = [out.cpu() for out in gpu_vit(images.cuda())]
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-3 * b.abs().max().item())
