@@ -57,9 +57,15 @@ def load_chunk(path: Path) -> list[dict]:
             # Files written in torch's legacy (pre-zip) format cannot be memory-mapped.
             chunk = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        # torch's unpickling messages run to many lines and suggest weights_only=False: say it plainly.
+        if isinstance(error, pickle.UnpicklingError):
+            reason = "not a torch.save file holding only tensors, lists, dicts and strings"
+        else:
+            reason = (str(error).strip().splitlines() or [""])[0][:160]
         raise SceneError(
-            f"chunk {path} cannot be read ({type(error).__name__}: {error}); the file is truncated or "
-            "corrupt: re-download it, or remove its scenes from index.json"
+            f"chunk {path} cannot be read ({type(error).__name__}: {reason}); the file is truncated, "
+            "corrupt or not a chunk of tensors, lists, dicts and strings: re-download it, or remove its "
+            "scenes from index.json"
         ) from error
     if not isinstance(chunk, list) or not all(isinstance(item, dict) for item in chunk):
         raise SceneError(
