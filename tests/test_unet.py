@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zpressor_ns.backbones.unet import UNET_PRESETS, CrossViewAttention, ResBlock, UNet, UNetConfig
+from zpressor_ns.backbones.unet import UNET_PRESETS, CrossViewAttention, ResidualBlock, UNet, UNetConfig
 
 REF = Path(__file__).resolve().parents[1] / ".ref"
 
@@ -90,9 +90,9 @@ def test_a_fresh_unet_outputs_zero(preset):
 
 def test_fresh_residual_and_attention_blocks_are_the_identity():
     x = torch.randn(4, 32, 8, 8)
-    assert torch.equal(ResBlock(32, 32)(x), x)
+    assert torch.equal(ResidualBlock(32, 32)(x), x)
     assert torch.equal(CrossViewAttention(32, head_channels=16)(x, num_views=2), x)
-    assert ResBlock(64, 32)(torch.randn(2, 64, 8, 8)).shape == (2, 32, 8, 8)
+    assert ResidualBlock(64, 32)(torch.randn(2, 64, 8, 8)).shape == (2, 32, 8, 8)
 
 
 @pytest.mark.parametrize("preset", ["depth_regressor_small", "gaussian_regressor_small"])

@@ -84,7 +84,7 @@ def _indexed(layers: dict[int, nn.Module]) -> OrderedDict[str, nn.Module]:
     return OrderedDict((str(index), layer) for index, layer in layers.items())
 
 
-class ResBlock(nn.Module):
+class ResidualBlock(nn.Module):
     """Pre-norm residual block; a 1x1 conv adapts the skip path when the width changes."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -197,7 +197,7 @@ class UNet(nn.Module):
         width, factor = base, 1
         for level, mult in enumerate(config.channel_mult):
             for _ in range(config.num_res_blocks):
-                block = [ResBlock(width, base * mult)]
+                block = [ResidualBlock(width, base * mult)]
                 width = base * mult
                 block += maybe_attention(width, factor)
                 self.input_blocks.append(UNetStage(*block))
@@ -207,12 +207,14 @@ class UNet(nn.Module):
                 skip_widths.append(width)
                 factor *= 2
 
-        self.middle_block = UNetStage(_indexed({0: ResBlock(width, width), 2: ResBlock(width, width)}))
+        self.middle_block = UNetStage(
+            _indexed({0: ResidualBlock(width, width), 2: ResidualBlock(width, width)})
+        )
 
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.channel_mult))):
             for i in range(config.num_res_blocks + 1):
-                block = [ResBlock(width + skip_widths.pop(), base * mult)]
+                block = [ResidualBlock(width + skip_widths.pop(), base * mult)]
                 width = base * mult
                 block += maybe_attention(width, factor)
                 if level > 0 and i == config.num_res_blocks:

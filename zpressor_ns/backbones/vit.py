@@ -52,7 +52,7 @@ VIT_PRESETS: dict[str, ViTConfig] = {
 }
 
 
-class PatchEmbed(nn.Module):
+class PatchEmbedding(nn.Module):
     """Non-overlapping patch projection to tokens."""
 
     def __init__(self, patch_size: int, dim: int) -> None:
@@ -74,7 +74,7 @@ class LayerScale(nn.Module):
         return x * self.gamma
 
 
-class Attention(nn.Module):
+class SelfAttention(nn.Module):
     """Multi-head self-attention; SDPA picks a fused kernel on GPU and exact math on CPU."""
 
     def __init__(self, dim: int, num_heads: int) -> None:
@@ -92,7 +92,7 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
 
 
-class Mlp(nn.Module):
+class FeedForward(nn.Module):
     """Two-layer GELU feed-forward network."""
 
     def __init__(self, dim: int, hidden: int) -> None:
@@ -105,16 +105,16 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-class Block(nn.Module):
+class TransformerBlock(nn.Module):
     """Pre-norm transformer block with LayerScale on both residual branches."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: int) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads)
+        self.attn = SelfAttention(dim, num_heads)
         self.ls1 = LayerScale(dim)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, dim * mlp_ratio)
+        self.mlp = FeedForward(dim, dim * mlp_ratio)
         self.ls2 = LayerScale(dim)
 
     def forward(self, x: Float[Tensor, "batch token dim"]) -> Float[Tensor, "batch token dim"]:
@@ -129,11 +129,11 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.config = config
         dim = config.dim
-        self.patch_embed = PatchEmbed(config.patch_size, dim)
+        self.patch_embed = PatchEmbedding(config.patch_size, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + config.pos_grid**2, dim))
         self.blocks = nn.ModuleList(
-            [Block(dim, config.num_heads, config.mlp_ratio) for _ in range(config.depth)]
+            [TransformerBlock(dim, config.num_heads, config.mlp_ratio) for _ in range(config.depth)]
         )
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self._init_weights()
