@@ -4,8 +4,8 @@
 
 1. The context gap (frames between the outermost context views) is drawn uniformly from
    [min_gap, max_gap], both growing linearly from their initial values over ``warm_up_steps``:
-   ``min(initial + int((final - initial) * step / warm_up_steps), final)``. ``max_gap`` is capped at
-   ``num_frames - 1``.
+   ``min(initial + int((final - initial) * step / warm_up_steps), final)``, and never below
+   ``views - 1``. ``max_gap`` is capped at ``num_frames - 1``.
 2. The span starts at ``left ~ U[0, num_frames - gap)`` and ends at ``right = left + gap``.
 3. Targets are drawn without replacement from [left, right]; they may coincide with context views.
 4. Context views are picked by farthest-point sampling over the camera centres of the frames in
@@ -103,12 +103,6 @@ class BoundedSampler:
             raise ValueError(f"warm_up_steps must be >= 0, got {self.warm_up_steps}")
         if self.extra_views not in ("farthest_point", "random"):
             raise ValueError(f"extra_views must be 'farthest_point' or 'random', got {self.extra_views!r}")
-        smallest_gap = min(self.min_gap, self.initial_min_gap) if self.warm_up_steps else self.min_gap
-        if smallest_gap + 1 < max(self.num_context, self.num_target):
-            raise ValueError(
-                f"a context gap of {smallest_gap} spans {smallest_gap + 1} frames, fewer than the "
-                f"{self.num_context} context / {self.num_target} target views to draw from it; raise the gaps"
-            )
 
     @classmethod
     def preset(cls, dataset: str, num_context: int = 12, num_target: int = 8) -> BoundedSampler:
@@ -118,14 +112,21 @@ class BoundedSampler:
         return cls(num_context=num_context, num_target=num_target, **_PRESETS[dataset])
 
     def gap_bounds(self, step: int) -> tuple[int, int]:
-        """(min, max) context gap at a training step, before capping by the scene length."""
+        """(min, max) context gap at a training step, before capping by the scene length.
+
+        Both are raised to at least ``views - 1`` so the span holds distinct context and target
+        views (the original would repeat views there, e.g. 24 views in RE10K's initial 15-frame gap).
+        """
         if self.warm_up_steps == 0:
-            return self.min_gap, self.max_gap
+            low, high = self.min_gap, self.max_gap
+        else:
 
-        def ramp(initial: int, final: int) -> int:
-            return min(initial + int((final - initial) * step / self.warm_up_steps), final)
+            def ramp(initial: int, final: int) -> int:
+                return min(initial + int((final - initial) * step / self.warm_up_steps), final)
 
-        return ramp(self.initial_min_gap, self.min_gap), ramp(self.initial_max_gap, self.max_gap)
+            low, high = ramp(self.initial_min_gap, self.min_gap), ramp(self.initial_max_gap, self.max_gap)
+        floor = max(self.num_context, self.num_target) - 1
+        return max(low, floor), max(high, floor)
 
     def sample(
         self,
@@ -142,7 +143,7 @@ class BoundedSampler:
         ``test=True`` is the deterministic mode: the span starts at frame 0 with the largest gap the
         scene allows (at most ``max_gap``, at least ``min_gap``) and targets are spread evenly over it.
         """
-        low, high = (self.min_gap, self.max_gap) if test else self.gap_bounds(step)
+        low, high = self.gap_bounds(self.warm_up_steps if test else step)
         high = min(high, num_frames - 1)
         if high < low:
             raise SceneTooShort(
