@@ -170,9 +170,8 @@ class MultiSceneDataset(Dataset):
         raise SceneError(f"none of the {len(self._keys)} training scenes is usable (see the warnings above)")
 
     def _item_seed(self, index: int) -> int:
-        return int(
-            np.random.SeedSequence([self.seed, self.step.value, index]).generate_state(1, np.uint64)[0] >> 1
-        )
+        state = np.random.SeedSequence([self.seed, self.step.value, index]).generate_state(1, np.uint64)
+        return int(state[0]) >> 1  # torch seeds are signed 64-bit
 
     def _training_example(self, key: str, rng: torch.Generator) -> Example:
         scene = self.reader.scene(key)
