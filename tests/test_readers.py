@@ -290,6 +290,13 @@ def test_dl3dv_all_480p_nesting_and_images_4(tmp_path):
         open_dataset(tmp_path).scene("aaa")
 
 
+def test_dl3dv_split_folders(tmp_path):
+    write_transforms_scene(tmp_path / "train" / "t1" / "nerfstudio", trajectory(3))
+    write_transforms_scene(tmp_path / "test" / "e1" / "nerfstudio", trajectory(3))
+    assert open_dataset(tmp_path).keys() == ["e1", "t1"]
+    assert open_dataset(tmp_path, "test").keys() == ["e1"]
+
+
 def test_nerfstudio_single_scene_per_frame_intrinsics_and_distortion_warning(tmp_path, caplog):
     scene_dir = tmp_path / "my_capture"
     write_transforms_scene(

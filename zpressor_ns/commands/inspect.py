@@ -49,11 +49,11 @@ def scene_record(scene: Scene) -> dict:
     }
 
 
-def scene_row(scene: Scene) -> str:
+def scene_row(scene: Scene, key_width: int) -> str:
     centre = ", ".join(f"{v + 0.0:+.3f}" for v in camera_centres(scene.c2w[0]).tolist())
     fov_x, fov_y = field_of_view_deg(scene.K[0]).tolist()
     return (
-        f"{scene.key:<24} {scene.num_frames:>6} {f'{scene.height}x{scene.width}':>10}  "
+        f"{scene.key:<{key_width}} {scene.num_frames:>6} {f'{scene.height}x{scene.width}':>10}  "
         f"({centre})  {fov_x:5.1f} x {fov_y:5.1f}"
     )
 
@@ -69,9 +69,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     records, failures = [], 0
+    key_width = max(len(key) for key in reader.keys())
     if not args.json:
         print(f"{args.path}: layout {reader.layout}, {len(reader.keys())} scenes")
-        print(f"{'key':<24} {'frames':>6} {'HxW':>10}  first camera centre          fov (deg, h x v)")
+        print(
+            f"{'key':<{key_width}} {'frames':>6} {'HxW':>10}  first camera centre          fov (deg, h x v)"
+        )
     for key in reader.keys():
         try:
             scene = reader.scene(key)
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             records.append(scene_record(scene))
         else:
-            print(scene_row(scene))
+            print(scene_row(scene, key_width))
     if args.json:
         json.dump({"scenes": records}, sys.stdout)
         sys.stdout.write("\n")

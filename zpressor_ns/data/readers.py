@@ -7,7 +7,7 @@ Layouts:
 - ``dl3dv-chunks``: DL3DV converted to chunks; same format, keys lose their ``dl3dv_`` prefix; the
   DL3DV-ALL subsets ``root/<N>K/<split>/`` are merged.
 - ``dl3dv``: raw DL3DV, ``root/<hash>/[nerfstudio/]transforms.json`` + ``images_8``/``images_4``,
-  also nested as ``root/<N>K/<hash>/...`` (DL3DV-ALL-480P).
+  also nested as ``root/<N>K/<hash>/...`` (DL3DV-ALL-480P) or ``root/{train,test}/<hash>/...``.
 - ``nerfstudio``: one folder with ``transforms.json`` (one scene, e.g. a user's capture) or a folder
   of such folders.
 """
@@ -26,6 +26,7 @@ __all__ = ["LAYOUTS", "LayoutError", "Scene", "SceneError", "SceneReader", "dete
 LAYOUTS = ("re10k", "dl3dv-chunks", "dl3dv", "nerfstudio")
 DL3DV_DEFAULT_IMAGE_DIR = "images_8"
 _DL3DV_SUBSET = re.compile(r"\d+K")
+_SPLITS = ("train", "test")
 
 _LOOKED_FOR = """\
   re10k / dl3dv-chunks: index.json or *.torch chunks in PATH, PATH/train, PATH/test or PATH/<subset>/<split>
@@ -61,7 +62,7 @@ def open_dataset(
         return ChunkReader(split_dirs, strip_prefix=layout == "dl3dv-chunks", layout=layout)
     if layout == "dl3dv":
         return TransformsJsonReader(
-            _require(find_dl3dv_scenes(path), path, layout),
+            _require(find_dl3dv_scenes(path, split), path, layout),
             image_dir or DL3DV_DEFAULT_IMAGE_DIR,
             layout=layout,
         )
@@ -89,7 +90,7 @@ def detect_layout(path: Path, split: str | None = None) -> str:
     split_dirs = chunk_split_dirs(path, split)
     if split_dirs:
         return "dl3dv-chunks" if _looks_like_dl3dv_chunks(path, split_dirs) else "re10k"
-    if find_dl3dv_scenes(path):
+    if find_dl3dv_scenes(path, split):
         return "dl3dv"
     if find_nerfstudio_scenes(path):
         return "nerfstudio"
@@ -121,8 +122,14 @@ def _dl3dv_scene_json(folder: Path, strict: bool) -> Path | None:
     return direct if (downscaled_only or not strict) else None
 
 
-def find_dl3dv_scenes(root: Path) -> dict[str, Path]:
-    """{scene key (folder name): transforms.json} of a raw DL3DV tree; {} when there is none."""
+def find_dl3dv_scenes(root: Path, split: str | None = None) -> dict[str, Path]:
+    """{scene key (folder name): transforms.json} of a raw DL3DV tree; {} when there is none.
+
+    Scene folders may sit in ``<N>K`` subset folders or in ``train``/``test`` split folders
+    (``split`` picks one; None merges both).
+    """
+    if split is not None and (root / split).is_dir():
+        root = root / split
     if not root.is_dir():
         return {}
     single = _dl3dv_scene_json(root, strict=True)
@@ -130,10 +137,10 @@ def find_dl3dv_scenes(root: Path) -> dict[str, Path]:
         return {root.name: single}
     scenes: dict[str, Path] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        nested_subset = _DL3DV_SUBSET.fullmatch(folder.name) is not None
-        candidates = sorted(p for p in folder.iterdir() if p.is_dir()) if nested_subset else [folder]
+        grouping = _DL3DV_SUBSET.fullmatch(folder.name) is not None or folder.name in _SPLITS
+        candidates = sorted(p for p in folder.iterdir() if p.is_dir()) if grouping else [folder]
         for scene_dir in candidates:
-            json_path = _dl3dv_scene_json(scene_dir, strict=not nested_subset)
+            json_path = _dl3dv_scene_json(scene_dir, strict=not grouping)
             if json_path is None:
                 continue
             if scene_dir.name in scenes:
