@@ -204,13 +204,14 @@ def render_scene(config: SyntheticConfig, key: str) -> SyntheticScene:
 def _farthest_point_order(centres: Float[Tensor, "frame 3"], count: int) -> list[int]:
     """FPS on camera centres as the official index generator runs it: start from the camera farthest
     from the mean centre (first index on ties), then repeatedly take the farthest from those chosen."""
-    distance_to_chosen = ((centres - centres.mean(0)) ** 2).sum(-1)
-    chosen: list[int] = []
-    for _ in range(count):
-        pick = int(distance_to_chosen.argmax())
-        chosen.append(pick)
+    pick = int(((centres - centres.mean(0)) ** 2).sum(-1).argmax())
+    chosen = [pick]
+    distance_to_chosen = torch.full((len(centres),), torch.inf, dtype=centres.dtype)
+    for _ in range(count - 1):
         distance_to_chosen = torch.minimum(distance_to_chosen, ((centres - centres[pick]) ** 2).sum(-1))
         distance_to_chosen[chosen] = 0.0
+        pick = int(distance_to_chosen.argmax())
+        chosen.append(pick)
     return chosen
 
 
@@ -232,7 +233,11 @@ def evaluation_index(
 
 
 def _write_evaluation_indices(
-    out: Path, layout: str, config: SyntheticConfig, test_centres: dict[str, Tensor], summary: SyntheticSummary
+    out: Path,
+    layout: str,
+    config: SyntheticConfig,
+    test_centres: dict[str, Tensor],
+    summary: SyntheticSummary,
 ) -> None:
     window = min(OFFICIAL_WINDOW[layout], config.frames(layout))
     folder = out / layout / "evaluation"
