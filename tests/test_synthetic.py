@@ -15,12 +15,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from zpressor_ns.cli import main as cli_main
+from zpressor_ns.data.eval_index import build_evaluation_index
 from zpressor_ns.data.raycast import Materials, SceneGeometry, cast_rays, render_views
+from zpressor_ns.data.readers import open_dataset
 from zpressor_ns.data.synthetic import (
     SYNTHETIC_FAR,
     SYNTHETIC_NEAR,
     SyntheticConfig,
-    evaluation_index,
     make_synthetic,
     render_scene,
     render_spec,
@@ -304,14 +305,26 @@ def test_written_layout_and_evaluation_index(written):
     assert (record["near"], record["far"]) == (SYNTHETIC_NEAR, SYNTHETIC_FAR)
 
 
-def test_evaluation_index_rule_on_collinear_cameras():
-    # 12 cameras on a line: FPS from the barycentre picks 0, 11, 5, 8, 2, 1 (sorted: 0 1 2 5 8 11);
-    # the remaining 6 frames split into 3 bins of 2 give targets 3, 6, 9.
-    centres = torch.stack([torch.arange(12.0), torch.zeros(12), torch.zeros(12)], dim=-1)
-    assert evaluation_index(centres, 6, 3, window=12) == {"context": [0, 1, 2, 5, 8, 11], "target": [3, 6, 9]}
-    # Only the first `window` frames count, and a scene too short for the request is skipped.
-    assert evaluation_index(centres, 2, 2, window=5) == {"context": [0, 4], "target": [1, 2]}
-    assert evaluation_index(centres, 8, 8, window=12) is None
+@pytest.mark.parametrize("layout", ["re10k", "dl3dv"])
+def test_project_readers_recover_what_was_rendered(written, layout):
+    """The project's readers (auto-detecting the layout) see the rendered cameras, sizes and pixels, and
+    the official index rule applied through them reproduces the index files we wrote."""
+    out, _ = written
+    reader = open_dataset(out / layout, "test")
+    keys = sorted(s.key for s in scene_specs(TINY) if s.layout == layout and s.split == "test")
+    assert sorted(reader.keys()) == keys
+    for key in keys:
+        scene, truth = reader.scene(key), render_scene(TINY, key)
+        assert torch.allclose(scene.c2w, truth.c2w, atol=1e-5)
+        assert torch.allclose(scene.K, truth.K, atol=1e-6)
+        assert torch.equal(scene.timestamps, truth.timestamps)
+        assert (scene.height, scene.width) == TINY.size(layout)
+        images = scene.load_images([0, 5])
+        tolerance = 0.02 if layout == "re10k" else 0.5 / 255  # JPEG vs lossless PNG (rounding only)
+        assert (images - truth.images[[0, 5]]).abs().mean() < tolerance
+    for num_context in TINY.eval_context_views:
+        path = out / layout / "evaluation" / f"{layout}_ctx_{num_context}v_tgt_8v_n24.json"
+        assert json.loads(path.read_text()) == build_evaluation_index(reader, num_context, 8, window=24)
 
 
 def test_same_seed_same_scene_other_seed_other_scene():

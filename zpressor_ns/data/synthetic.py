@@ -10,8 +10,8 @@ What ``make_synthetic(out, config)`` writes::
     out/dl3dv/evaluation/dl3dv_ctx_{N}v_tgt_8v_n{W}.json
 
 Each ``out/dl3dv/<split>`` folder is a raw DL3DV root (``<hash>/nerfstudio/...``, as in the benchmark),
-so a reader opens it like the real test set. Evaluation indices follow the official rule (see
-``evaluation_index``) over the test split, window ``W`` = min(official window, frames per scene).
+so a reader opens it like the real test set. Evaluation indices follow the official rule
+(``eval_index.evaluation_views``) over the test split, window ``W`` = min(official window, frames per scene).
 
 Scenes are independent: each one draws from its own generator seeded by (seed, layout, split, index),
 so ``render_scene`` can rebuild any one of them (with its z-depth, which is not written) for tests.
@@ -32,6 +32,7 @@ from jaxtyping import Float, Int64
 from torch import Tensor
 
 from zpressor_ns.cameras import camera_centres, intrinsics_from_values
+from zpressor_ns.data.eval_index import evaluation_views
 from zpressor_ns.data.raycast import render_views
 from zpressor_ns.data.synthetic_scene import (
     WALL_MARGIN,
@@ -201,37 +202,6 @@ def render_scene(config: SyntheticConfig, key: str) -> SyntheticScene:
     raise KeyError(f"no synthetic scene {key!r} for seed {config.seed}; keys come from scene_specs(config)")
 
 
-def _farthest_point_order(centres: Float[Tensor, "frame 3"], count: int) -> list[int]:
-    """FPS on camera centres as the official index generator runs it: start from the camera farthest
-    from the mean centre (first index on ties), then repeatedly take the farthest from those chosen."""
-    pick = int(((centres - centres.mean(0)) ** 2).sum(-1).argmax())
-    chosen = [pick]
-    distance_to_chosen = torch.full((len(centres),), torch.inf, dtype=centres.dtype)
-    for _ in range(count - 1):
-        distance_to_chosen = torch.minimum(distance_to_chosen, ((centres - centres[pick]) ** 2).sum(-1))
-        distance_to_chosen[chosen] = 0.0
-        pick = int(distance_to_chosen.argmax())
-        chosen.append(pick)
-    return chosen
-
-
-def evaluation_index(
-    centres: Float[Tensor, "frame 3"], num_context: int, num_target: int, window: int
-) -> dict[str, list[int]] | None:
-    """The official rule for one scene (facts §5): context = sorted FPS over the first ``window``
-    cameras; targets = every ``len(rest) // num_target``-th of the remaining frames, the first
-    ``num_target`` of them. ``None`` when the scene is too short, as the original skips it."""
-    centres = centres[:window]
-    if num_context > len(centres):
-        return None
-    context = sorted(_farthest_point_order(centres, num_context))
-    rest = [frame for frame in range(len(centres)) if frame not in context]
-    if len(rest) < num_target:
-        return None
-    step = len(rest) // num_target
-    return {"context": context, "target": [rest[i * step] for i in range(num_target)]}
-
-
 def _write_evaluation_indices(
     out: Path,
     layout: str,
@@ -244,11 +214,11 @@ def _write_evaluation_indices(
     too_short = []
     for num_context in config.eval_context_views:
         name = f"{layout}_ctx_{num_context}v_tgt_{config.eval_target_views}v_n{window}.json"
-        entries = {
-            key: evaluation_index(centres, num_context, config.eval_target_views, window)
-            for key, centres in test_centres.items()
-        }
-        entries = {key: entry for key, entry in entries.items() if entry is not None}
+        entries = {}
+        for key, centres in test_centres.items():
+            views = evaluation_views(centres, num_context, config.eval_target_views, window)
+            if views is not None:
+                entries[key] = {"context": views[0], "target": views[1]}
         if not entries:
             too_short.append(num_context)
             continue
