@@ -161,7 +161,7 @@ def read_transforms_json(json_path: Path, key: str, image_dir: str | None) -> tu
         poses.append(to_homogeneous(pose))
         intrinsics.append(_frame_intrinsics(meta, frame, image_hw, frame_where))
 
-    _check_aspect(intrinsics, meta, image_hw, where)
+    _check_aspect(meta, image_hw, where)
 
     try:
         c2w = sanitise_c2w(opengl_to_opencv_c2w(torch.stack(poses)), where)
@@ -185,7 +185,7 @@ def read_transforms_json(json_path: Path, key: str, image_dir: str | None) -> tu
     return scene, distorted
 
 
-def _check_aspect(intrinsics: list, meta: dict, image_hw: tuple[int, int], where: str) -> None:
+def _check_aspect(meta: dict, image_hw: tuple[int, int], where: str) -> None:
     """Normalised intrinsics survive a resize only if it keeps the aspect ratio of w x h."""
     if meta.get("w") is None or meta.get("h") is None:
         return
