@@ -11,7 +11,8 @@ What ``make_synthetic(out, config)`` writes::
 
 Each ``out/dl3dv/<split>`` folder is a raw DL3DV root (``<hash>/nerfstudio/...``, as in the benchmark),
 so a reader opens it like the real test set. Evaluation indices follow the official rule
-(``eval_index.evaluation_views``) over the test split, window ``W`` = min(official window, frames per scene).
+(``eval_index.evaluation_views``) over the test split, with the window ``W`` = min(official window,
+frames per scene).
 
 Scenes are independent: each one draws from its own generator seeded by (seed, layout, split, index),
 so ``render_scene`` can rebuild any one of them (with its z-depth, which is not written) for tests.
@@ -209,6 +210,8 @@ def _write_evaluation_indices(
     test_centres: dict[str, Tensor],
     summary: SyntheticSummary,
 ) -> None:
+    if not test_centres:
+        return
     window = min(OFFICIAL_WINDOW[layout], config.frames(layout))
     folder = out / layout / "evaluation"
     too_short = []
