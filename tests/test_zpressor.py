@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -467,3 +468,44 @@ def test_load_state_dict_file_errors_name_the_file(tmp_path):
     torch.save({"state_dict": {"a": torch.ones(1), "b": "text"}}, notes)
     with pytest.raises(ValueError, match="notes.pth"):
         load_state_dict_file(notes)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parity with the original module (a dump of the original code's outputs; absent from git, skipped then)
+
+ORIGINAL_DUMP = Path(__file__).resolve().parents[1] / ".ref" / "fixtures" / "zpressor_module.pt"
+
+
+@pytest.mark.skipif(not ORIGINAL_DUMP.is_file(), reason="no dump of the original ZPressor (.ref/fixtures)")
+def test_matches_the_original_module_dump():
+    dump = torch.load(ORIGINAL_DUMP, weights_only=True)
+    inputs = dump["inputs"]
+    for name, case in dump["cases"].items():
+        ablation = "no_self_attn" in name
+        module = ZPressor(self_attention=not ablation)
+        weights = dump["state_dict_no_self_attn" if ablation else "state_dict"]
+        module.load_state_dict(import_official_zpressor(weights, ""), strict=True)
+        with torch.no_grad():
+            if "cls_token" in name:  # sklearn's label order is arbitrary: compare (members, anchor) pairs
+                out = module(inputs["features"], None, case["cluster_num"], tokens=inputs["cls_token"])
+                for b in range(2):
+                    ours = {
+                        (
+                            frozenset((out.clusters[b] == j).nonzero().flatten().tolist()),
+                            out.anchors[b, j].item(),
+                        )
+                        for j in range(case["cluster_num"])
+                    }
+                    theirs = {
+                        (
+                            frozenset((case["clusters"][b] == j).nonzero().flatten().tolist()),
+                            case["anchors"][b, j].item(),
+                        )
+                        for j in range(case["cluster_num"])
+                    }
+                    assert ours == theirs, name
+                continue
+            out = module(inputs["features"], inputs["extrinsics"], case["cluster_num"])
+        assert torch.equal(out.anchors, case["anchors"]), name
+        assert torch.equal(out.clusters, case["clusters"].long()), name
+        torch.testing.assert_close(out.features, case["features"], atol=1e-5, rtol=1e-5, msg=name)
