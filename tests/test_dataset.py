@@ -12,7 +12,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, default_collate
 
-from zpressor_ns.data.dataset import DEPTH_RANGES, ExampleOptions, MultiSceneDataset, SharedStep
+from zpressor_ns.data.dataset import (
+    DEPTH_RANGES,
+    ExampleOptions,
+    MultiSceneDataset,
+    SharedStep,
+    SourceGroupedShuffle,
+)
 from zpressor_ns.data.eval_index import EvaluationIndex
 from zpressor_ns.data.readers import open_dataset
 from zpressor_ns.data.samplers import BoundedSampler
@@ -183,6 +189,22 @@ def test_shards_are_disjoint_contiguous_and_cover_everything(tmp_path):
         reader, small_sampler(), ExampleOptions(image_shape=(8, 8)), scene_keys=["s4", "s1"]
     )
     assert subset.keys() == ["s1", "s4"]
+
+
+def test_grouped_shuffle_keeps_chunks_together(tmp_path):
+    # write_dataset puts two scenes per chunk: 7 scenes -> chunks {s0,s1} {s2,s3} {s4,s5} {s6}.
+    reader = open_dataset(write_dataset(tmp_path, {f"s{i}": 10 for i in range(7)}), "train")
+    dataset = MultiSceneDataset(reader, small_sampler(), ExampleOptions(image_shape=(8, 8)))
+    chunk_of = {key: str(reader.source_of(key)) for key in dataset.keys()}
+    sampler = SourceGroupedShuffle(dataset, seed=1)
+    orders = [list(sampler), list(sampler)]
+    for order in orders:
+        assert sorted(order) == list(range(7))
+        chunks = [chunk_of[dataset.keys()[i]] for i in order]
+        runs = [c for i, c in enumerate(chunks) if i == 0 or c != chunks[i - 1]]
+        assert len(runs) == 4  # each chunk's scenes are visited in one run
+    assert orders[0] != orders[1]
+    assert list(SourceGroupedShuffle(dataset, seed=1)) == orders[0]
 
 
 def test_display_example_is_deterministic(tmp_path):

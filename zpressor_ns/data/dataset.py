@@ -16,7 +16,8 @@ gap warm-up follows training without restarting workers. Each item's randomness 
 (seed, step, item index), so an item is reproducible for a given step.
 
 Chunk readers load a whole chunk per scene; walking ``keys()`` in order (evaluation) opens each chunk
-once, and sharding gives each rank a contiguous block of keys for the same reason.
+once, and sharding gives each rank a contiguous block of keys for the same reason. For training,
+:class:`SourceGroupedShuffle` shuffles while keeping scenes of one chunk together.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from zpressor_ns.cameras import camera_centres
 from zpressor_ns.data.eval_index import EvaluationIndex, evaluation_views
@@ -149,6 +150,14 @@ class MultiSceneDataset(Dataset):
         shard._bad_keys = set()
         return shard
 
+    def source_groups(self) -> list[list[int]]:
+        """Item indices grouped by the file they are stored in (one group per scene when unknown)."""
+        source_of = getattr(self.reader, "source_of", None)
+        groups: dict[str, list[int]] = {}
+        for index, key in enumerate(self._keys):
+            groups.setdefault(str(source_of(key)) if source_of else key, []).append(index)
+        return list(groups.values())
+
     def __getitem__(self, index: int) -> Example:
         if not self.training:
             key = self._keys[index]
@@ -237,3 +246,24 @@ class MultiSceneDataset(Dataset):
         if flip_rng is not None:
             example = random_flip(example, flip_rng)
         return rescale_example(example, self.options.image_shape, self.options.resize_mode)
+
+
+class SourceGroupedShuffle(Sampler[int]):
+    """A shuffled training order that visits scenes file by file.
+
+    Files (chunks) come in random order and the scenes of each file in random order, so a worker
+    loads each chunk once per pass instead of once per scene. Each pass draws a new order from the
+    generator seeded here, as ``RandomSampler(generator=...)`` does.
+    """
+
+    def __init__(self, dataset: MultiSceneDataset, seed: int = 0) -> None:
+        self.groups = dataset.source_groups()
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return sum(len(group) for group in self.groups)
+
+    def __iter__(self):
+        for group_index in torch.randperm(len(self.groups), generator=self.generator).tolist():
+            group = self.groups[group_index]
+            yield from (group[i] for i in torch.randperm(len(group), generator=self.generator).tolist())
