@@ -37,6 +37,13 @@ FEATURE_STRIDE = 8
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 METHODS = ("zpressor-depthsplat", "depthsplat")
+# Registered (Nerfstudio / CLI) method names -> (encoder method, preset).
+REGISTERED_METHODS: dict[str, tuple[str, str]] = {
+    "zpressor-depthsplat": ("zpressor-depthsplat", "paper"),
+    "depthsplat": ("depthsplat", "paper"),
+    "zpressor-depthsplat-small": ("zpressor-depthsplat", "small"),
+    "depthsplat-small": ("depthsplat", "small"),
+}
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,14 @@ def encoder_config(method: str, preset: str = "paper") -> DepthSplatConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     return replace(PRESETS[preset], use_zpressor=method == "zpressor-depthsplat")
+
+
+def resolve_method(name: str, preset: str | None = None) -> tuple[str, str]:
+    """(encoder method, preset) of a registered method name; ``preset`` overrides the name's own."""
+    if name not in REGISTERED_METHODS:
+        raise ValueError(f"unknown method {name!r}; registered methods: {list(REGISTERED_METHODS)}")
+    method, default_preset = REGISTERED_METHODS[name]
+    return method, default_preset if preset is None else preset
 
 
 def required_multiple(preset: str = "paper") -> int:
