@@ -51,7 +51,7 @@ class RasterSettings:
     eps2d: float = 0.3
     tile_size: int = 16
     block_size: int = 8
-    max_block_elements: int = 1 << 22
+    max_block_elements: int = 1 << 19
 
     def __post_init__(self) -> None:
         if self.block_size <= 0 or self.tile_size % self.block_size != 0:
@@ -118,7 +118,7 @@ def project_gaussians(
     cov_xy = (row_x * cov_row_y).sum(-1)
 
     det = var_x * var_y - cov_xy * cov_xy
-    invertible = det > 0
+    invertible = (det > 0) & (var_x > 0)  # positive definite (a non-PSD input covariance can break it)
     det = torch.where(invertible, det, torch.ones_like(det))
     conics = torch.stack([var_y / det, -cov_xy / det, var_x / det], dim=-1)
 
@@ -243,25 +243,56 @@ def build_block_lists(
     )
 
 
-def composite_blocks(
-    pixels: Float[Tensor, "block pixel 2"],
-    means2d: Float[Tensor, "block slot 2"],
+def pixel_basis(block_size: int, dtype: torch.dtype, device: torch.device) -> Float[Tensor, "pixel 6"]:
+    """Monomials (1, u, v, u^2, v^2, uv) of each pixel centre's offset (u, v) from its block's centre."""
+    offsets = torch.arange(block_size, dtype=dtype, device=device) + 0.5 - block_size / 2
+    v, u = (t.reshape(-1) for t in torch.meshgrid(offsets, offsets, indexing="ij"))
+    return torch.stack([torch.ones_like(u), u, v, u * u, v * v, u * v], dim=-1)
+
+
+def log_alpha_coefficients(
+    offsets: Float[Tensor, "block slot 2"],
     conics: Float[Tensor, "block slot 3"],
     opacities: Float[Tensor, "block slot"],
+) -> Float[Tensor, "block slot 6"]:
+    """Coefficients of log(o) - sigma as a quadratic in the pixel offset from the block centre.
+
+    ``offsets`` are the projected means relative to the block centre. Writing the Gaussian's exponent
+    as a polynomial turns its evaluation over all pixels of all blocks into one batched matmul with
+    ``pixel_basis``; expanding around the block centre keeps the terms small, so fp32 rounding stays
+    around 1e-5 in sigma. Opacities are clamped before the log so that padding slots (opacity 0) give
+    alpha 0 with finite gradients.
+    """
+    mx, my = offsets.unbind(-1)
+    a, b, c = conics.unbind(-1)
+    sigma_at_centre = 0.5 * (a * mx * mx + c * my * my) + b * mx * my
+    return torch.stack(
+        [
+            torch.log(opacities.clamp_min(1e-30)) - sigma_at_centre,
+            a * mx + b * my,
+            c * my + b * mx,
+            -0.5 * a,
+            -0.5 * c,
+            -b,
+        ],
+        dim=-1,
+    )
+
+
+def composite_blocks(
+    basis: Float[Tensor, "pixel 6"],
+    coefficients: Float[Tensor, "block slot 6"],
     features: Float[Tensor, "block slot feature"],
 ) -> tuple[Float[Tensor, "block pixel feature"], Float[Tensor, "block pixel"]]:
     """Front-to-back alpha compositing of depth-sorted Gaussians over each block's pixels.
 
-    Returns the weighted feature sums and the accumulated alpha (sum of weights); padding slots have
-    opacity 0 and so never contribute.
+    Returns the weighted feature sums and the accumulated alpha (sum of weights). gsplat also skips
+    entries with sigma < 0; footprints are positive definite after projection culling, so sigma < 0
+    only arises from rounding at a Gaussian's centre and is not tested here.
     """
-    dx = means2d[:, None, :, 0] - pixels[:, :, None, 0]
-    dy = means2d[:, None, :, 1] - pixels[:, :, None, 1]
-    conic_xx, conic_xy, conic_yy = (c[:, None, :] for c in conics.unbind(-1))
-    sigma = 0.5 * (conic_xx * dx * dx + conic_yy * dy * dy) + conic_xy * dx * dy
-    alpha = (opacities[:, None, :] * torch.exp(-sigma)).clamp_max(ALPHA_MAX)
-    counted = (sigma >= 0) & (alpha >= ALPHA_MIN)
-    alpha = torch.where(counted, alpha, torch.zeros_like(alpha))
+    raw_alpha = torch.exp(torch.matmul(basis, coefficients.transpose(1, 2)))
+    # Masks multiply rather than select: on CPU this is several times faster than torch.where.
+    alpha = raw_alpha.clamp_max(ALPHA_MAX) * (raw_alpha >= ALPHA_MIN)
     transmittance_after = torch.cumprod(1.0 - alpha, dim=-1)
     # A pixel stops before the Gaussian that would take its transmittance to 1e-4 or below; the
     # transmittance only decreases, so exactly the entries whose own "after" value is above it count.
@@ -269,7 +300,7 @@ def composite_blocks(
     transmittance_before = torch.cat(
         [torch.ones_like(transmittance_after[..., :1]), transmittance_after[..., :-1]], dim=-1
     )
-    weights = torch.where(composited, alpha * transmittance_before, torch.zeros_like(alpha))
+    weights = alpha * transmittance_before * composited
     return torch.bmm(weights, features), weights.sum(-1)
 
 
@@ -324,9 +355,7 @@ def rasterize_gaussians_torch(
     lists = build_block_lists(projected, opacities, width, height, settings)
     block = settings.block_size
     blocks_x, blocks_y = math.ceil(width / block), math.ceil(height / block)
-    offsets = torch.arange(block, device=means.device, dtype=means.dtype) + 0.5
-    grid_y, grid_x = torch.meshgrid(offsets, offsets, indexing="ij")
-    block_pixels = torch.stack([grid_x, grid_y], dim=-1).reshape(1, -1, 2)
+    basis = pixel_basis(block, means.dtype, means.device)
 
     busy = lists.counts.nonzero().squeeze(1)
     busy = busy[torch.sort(lists.counts[busy], descending=True, stable=True).indices]
@@ -341,20 +370,20 @@ def rasterize_gaussians_torch(
         filled = slots[None, :] < lists.counts[blocks, None]
         entry = (lists.starts[blocks, None] + slots[None, :]).clamp_max(lists.gaussian_ids.numel() - 1)
         ids = lists.gaussian_ids[entry]
-        corner_x = (blocks % blocks_x) * block
-        corner_y = ((blocks // blocks_x) % blocks_y) * block
-        corners = torch.stack([corner_x, corner_y], dim=-1).to(means.dtype)
-        args = (
-            corners[:, None, :] + block_pixels,
-            flat_means2d[ids],
+        centre_x = (blocks % blocks_x) * block + block / 2
+        centre_y = ((blocks // blocks_x) % blocks_y) * block + block / 2
+        centres = torch.stack([centre_x, centre_y], dim=-1).to(means.dtype)
+        coefficients = log_alpha_coefficients(
+            flat_means2d[ids] - centres[:, None, :],
             flat_conics[ids],
-            torch.where(filled, flat_opacities[ids], torch.zeros_like(flat_opacities[ids])),
-            features[ids],
+            torch.where(filled, flat_opacities[ids], 0.0),
         )
         if needs_grad:
-            feature_sum, alpha = checkpoint(composite_blocks, *args, use_reentrant=False)
+            feature_sum, alpha = checkpoint(
+                composite_blocks, basis, coefficients, features[ids], use_reentrant=False
+            )
         else:
-            feature_sum, alpha = composite_blocks(*args)
+            feature_sum, alpha = composite_blocks(basis, coefficients, features[ids])
         outputs.append(feature_sum)
         alphas.append(alpha)
 
