@@ -177,3 +177,16 @@ def test_core_import_does_not_need_nerfstudio() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_forward_agrees_with_cpu(zp_encoder) -> None:
+    # On CUDA ZPressor's attention runs in bf16 (as the original's flash path); the rest stays fp32.
+    inputs = cameras(5, seed=8)
+    with torch.no_grad():
+        cpu = zp_encoder(*inputs, num_anchors=2)
+        gpu = copy.deepcopy(zp_encoder).cuda()(*(x.cuda() for x in inputs), num_anchors=2)
+    assert torch.equal(gpu.anchors.cpu(), cpu.anchors)
+    scale = cpu.means.abs().max()
+    assert (gpu.means.cpu() - cpu.means).abs().max() <= 1e-2 * scale

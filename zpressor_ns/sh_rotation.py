@@ -86,8 +86,9 @@ def _sample_directions() -> np.ndarray:
     return np.stack((r * np.cos(phi), r * np.sin(phi), z), axis=-1)
 
 
+@cache
 def _solve_matrix(degree: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Sample directions [N, 3] and the pseudo-inverse of the basis there [n, N] (float64)."""
+    """Sample directions [N, 3] and the pseudo-inverse of the basis there [n, N] (float64, once per device)."""
     directions = torch.from_numpy(_sample_directions()).to(device)
     basis = real_sh_basis(directions, degree)
     return directions, torch.linalg.pinv(basis)
