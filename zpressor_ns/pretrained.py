@@ -15,6 +15,7 @@ so a wrong file never loads silently. Files are read with ``weights_only=True`` 
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -83,8 +84,11 @@ def read_weights_file(path: str | Path) -> dict[str, Tensor]:
     """The tensors of a checkpoint; also unwraps UniMatch/GMFlow's ``{"model": state_dict}`` files."""
     try:
         return load_state_dict_file(path)
-    except ValueError:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except ValueError as error:
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError):
+            raise error from None
         model = payload.get("model") if isinstance(payload, dict) else None
         if isinstance(model, dict) and model and all(isinstance(v, Tensor) for v in model.values()):
             return dict(model)

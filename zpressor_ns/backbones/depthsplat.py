@@ -148,6 +148,18 @@ class EncoderOutput(Gaussians):
     clusters: Int64[Tensor, "batch view"] | None = None
 
 
+@dataclass
+class DepthPrediction:
+    """Depth of the anchors and what the Gaussian branch reuses from the depth branch."""
+
+    depth: Float[Tensor, "batch_anchor 1 height width"]
+    # The x8 bilinear low-res inverse depth, before refinement and clamping (training's second render).
+    coarse_inverse_depth: Float[Tensor, "batch_anchor 1 height width"]
+    match_prob: Float[Tensor, "batch_anchor candidate h8 w8"]
+    # 1/8 CNN, multi-view transformer and ViT features, the feature upsampler's input.
+    features: tuple[Tensor, Tensor, Tensor]
+
+
 class ConvUNetRegressor(nn.Module):
     """Conv3x3 -> GroupNorm(8) -> GELU -> cross-view U-Net -> Conv3x3 (DepthSplat's regressor shape)."""
 
@@ -299,15 +311,59 @@ class DepthSplatEncoder(nn.Module):
         if k < 2:
             raise ValueError("DepthSplat needs at least 2 anchors (the cost volume matches across views)")
 
+        depth = self._predict_depth(
+            transformer_in, normalised, half, quarter, eighth, c2w, intrinsics, near, far
+        )
+
+        latent = self.feature_upsampler(torch.cat(depth.features, dim=1))
+        confidence = F.interpolate(depth.match_prob.amax(dim=1, keepdim=True), size=(h, w), mode="nearest")
+        rgb = images.flatten(0, 1)
+        regressed = self.gaussian_regressor(torch.cat((rgb, depth.depth, confidence, latent), dim=1), k)
+        raw = self.gaussian_head(torch.cat((regressed, rgb, latent, confidence), dim=1))
+
+        pixels: PixelGaussians = decode_pixel_gaussians(
+            raw.unflatten(0, (b, k)), images, c2w, intrinsics, cfg.sh_degree, cfg.scale_max
+        )
+        depths = depth.depth[:, 0].unflatten(0, (b, k))
+        gaussians = pixels.at_depths(depths, anchors)
+        intermediate = None
+        if self.training:
+            intermediate = pixels.at_depths(
+                (1.0 / depth.coarse_inverse_depth[:, 0]).unflatten(0, (b, k)), anchors
+            )
+        return EncoderOutput(
+            means=gaussians.means,
+            covariances=gaussians.covariances,
+            harmonics=gaussians.harmonics,
+            opacities=gaussians.opacities,
+            anchors=anchors,
+            depths=depths,
+            latent=latent.unflatten(0, (b, k)),
+            intermediate=intermediate,
+            clusters=clusters,
+        )
+
+    def _predict_depth(
+        self,
+        transformer_in: Float[Tensor, "batch anchor channel h8 w8"],
+        normalised: Float[Tensor, "batch anchor 3 height width"],
+        half: Float[Tensor, "batch anchor c1 h2 w2"],
+        quarter: Float[Tensor, "batch anchor c2 h4 w4"],
+        eighth: Float[Tensor, "batch anchor channel h8 w8"],
+        c2w: Float[Tensor, "batch anchor 4 4"],
+        intrinsics: Float[Tensor, "batch anchor 3 3"],
+        near: Float[Tensor, "batch anchor"],
+        far: Float[Tensor, "batch anchor"],
+    ) -> DepthPrediction:
+        """Multi-view transformer, ViT, cost volume, depth regressor and DPT refinement (anchors only)."""
+        cfg = self.config
+        k, h, w = normalised.shape[1], normalised.shape[-2], normalised.shape[-1]
         neighbours = nearest_views(c2w, cfg.nearest_views)
         mv = self.transformer(transformer_in, neighbours, cfg.attention_splits)
         low = (h // FEATURE_STRIDE, w // FEATURE_STRIDE)
 
-        vit_size = (
-            h // cfg.vit.patch_size * cfg.vit.patch_size,
-            w // cfg.vit.patch_size * cfg.vit.patch_size,
-        )
-        vit_in = _upsample_bilinear(normalised.flatten(0, 1), vit_size)
+        patch = cfg.vit.patch_size
+        vit_in = _upsample_bilinear(normalised.flatten(0, 1), (h // patch * patch, w // patch * patch))
         vit_features = [_upsample_bilinear(f, low) for f in self.vit.get_intermediate_layers(vit_in)]
         mono = vit_features[-1]
 
@@ -323,45 +379,16 @@ class DepthSplatEncoder(nn.Module):
         regressor_in = torch.cat((cost.flatten(0, 1), eighth, mv, mono), dim=1)
         regressed = self.depth_regressor(regressor_in, k) + self.depth_regressor_residual(regressor_in)
         match_prob = torch.softmax(self.depth_head(regressed), dim=1)  # [bk, d, h8, w8]
-        candidates = candidates.flatten(0, 1)[:, :, None, None]
-        low_inverse_depth = (match_prob * candidates).sum(1, keepdim=True)
+        low_inverse_depth = (match_prob * candidates.flatten(0, 1)[:, :, None, None]).sum(1, keepdim=True)
 
         residual = self.dpt(
             vit_features, (half.flatten(0, 1), quarter.flatten(0, 1), eighth), mv, low_inverse_depth
         )
-        upsampled_inverse_depth = _upsample_bilinear(low_inverse_depth, (h, w))
-        inverse_depth = (upsampled_inverse_depth + residual).clamp(
+        coarse = _upsample_bilinear(low_inverse_depth, (h, w))
+        inverse_depth = (coarse + residual).clamp(
             min=(1.0 / far).reshape(-1, 1, 1, 1), max=(1.0 / near).reshape(-1, 1, 1, 1)
         )
-        depth = 1.0 / inverse_depth  # [bk, 1, h, w]
-
-        latent = self.feature_upsampler(torch.cat((eighth, mv, mono), dim=1))
-        confidence = F.interpolate(match_prob.max(dim=1, keepdim=True).values, size=(h, w), mode="nearest")
-        rgb = images.flatten(0, 1)
-        regressed = self.gaussian_regressor(torch.cat((rgb, depth, confidence, latent), dim=1), k)
-        raw = self.gaussian_head(torch.cat((regressed, rgb, latent, confidence), dim=1))
-
-        pixels: PixelGaussians = decode_pixel_gaussians(
-            raw.unflatten(0, (b, k)), images, c2w, intrinsics, cfg.sh_degree, cfg.scale_max
-        )
-        depths = depth[:, 0].unflatten(0, (b, k))
-        gaussians = pixels.at_depths(depths, anchors)
-        intermediate = None
-        if self.training:
-            intermediate = pixels.at_depths(
-                (1.0 / upsampled_inverse_depth[:, 0]).unflatten(0, (b, k)), anchors
-            )
-        return EncoderOutput(
-            means=gaussians.means,
-            covariances=gaussians.covariances,
-            harmonics=gaussians.harmonics,
-            opacities=gaussians.opacities,
-            anchors=anchors,
-            depths=depths,
-            latent=latent.unflatten(0, (b, k)),
-            intermediate=intermediate,
-            clusters=clusters,
-        )
+        return DepthPrediction(1.0 / inverse_depth, coarse, match_prob, (eighth, mv, mono))
 
 
 def build_encoder(method: str, preset: str = "paper") -> DepthSplatEncoder:
