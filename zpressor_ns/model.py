@@ -1,0 +1,264 @@
+"""The Nerfstudio Model of a feed-forward splat method (Nerfstudio face; holds no model math).
+
+It wraps a core encoder (``zpressor_ns.backbones.build_encoder``) and the renderer, computes the
+original losses and metrics, and serves the viewer and ``ns-export`` from the Gaussians of ONE cached
+scene: the viewer calls ``get_outputs_for_camera`` many times a second, so it never runs the encoder.
+
+It subclasses ``SplatfactoModel`` only as an interface: Nerfstudio's viewer and exporter check
+``isinstance(model, SplatfactoModel)`` and read ``gauss_params``; none of Splatfacto's per-scene
+optimisation machinery is used (``populate_modules`` and friends are replaced).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.data.scene_box import OrientedBox
+from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.models.splatfacto import SplatfactoModel
+from torch import Tensor, nn
+
+from zpressor_ns import losses, metrics
+from zpressor_ns.backbones import build_encoder
+from zpressor_ns.backbones.vit import VisionTransformer
+from zpressor_ns.cameras import opengl_to_opencv_c2w, pixel_to_normalised_K, to_homogeneous
+from zpressor_ns.export import covariance_to_scale_rotation
+from zpressor_ns.gaussians import Gaussians
+from zpressor_ns.render import RenderOutput, render_gaussians
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class FeedForwardModelConfig(ModelConfig):
+    """A feed-forward encoder (DepthSplat with or without ZPressor) + Gaussian renderer."""
+
+    _target: type = field(default_factory=lambda: FeedForwardSplatModel)
+    enable_collider: bool = False
+    method: Literal["zpressor-depthsplat", "depthsplat"] = "zpressor-depthsplat"
+    """Encoder family."""
+    preset: Literal["paper", "small"] = "paper"
+    """Encoder size: the paper's configuration, or the small CPU one."""
+    num_anchors: int | None = None
+    """ZPressor anchors K (default: the preset's, 6 for the paper; ignored without ZPressor)."""
+    pretrained: Path | None = None
+    """Official weights to start from: a published ZPressor/DepthSplat checkpoint, Depth Anything V2 or
+    UniMatch GMFlow weights (local file; converted on load, every key accounted for)."""
+    lpips_weight: float = 0.05
+    """Weight of the LPIPS (VGG) term of the image loss."""
+    ib_weight: float = 1e-5
+    """Weight of the information-bottleneck KL on the upsampled features."""
+    intermediate_weight: float = 0.9
+    """Weight of the image loss on the render from the intermediate (low-resolution) depth."""
+    vgg16_weights: Path | None = None
+    """torchvision's vgg16-397923af.pth for LPIPS (default: $ZPRESSOR_VGG16 or torch's hub cache).
+    Without it training and evaluation run without LPIPS and say so once."""
+    render_backend: Literal["auto", "gsplat", "torch"] = "auto"
+    """Rasterizer: gsplat on CUDA, the exact PyTorch rasterizer on CPU."""
+    sh_degree: int = 3
+    """SH degree written by ns-export (standard 3DGS viewers read degree 3; the model predicts 4)."""
+    background_color: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Background of training/evaluation renders (the original uses black)."""
+
+
+class FeedForwardSplatModel(SplatfactoModel):
+    config: FeedForwardModelConfig
+
+    def populate_modules(self) -> None:
+        Model.populate_modules(self)  # not Splatfacto's: no per-scene Gaussians, strategy or LPIPS download
+        self.encoder = build_encoder(self.config.method, self.config.preset)
+        if self.config.pretrained is not None:
+            from zpressor_ns.checkpoints import load_pretrained
+
+            report = load_pretrained(self.encoder, self.config.pretrained)
+            LOGGER.info("loaded pretrained weights: %s", report)
+        # LPIPS is a fixed metric network: kept out of the module tree so it is neither trained nor saved.
+        self.__dict__["lpips"] = metrics.build_lpips(self.config.vgg16_weights, purpose="LPIPS loss and metric")
+        self.background_color = torch.tensor(self.config.background_color)
+        self.crop_box: OrientedBox | None = None
+        self.step = 0
+        # The display scene: full Gaussians for rendering and raw splat tensors for the exporter.
+        self.display_gaussians: Gaussians | None = None
+        self.display_near_far = (1.0, 100.0)
+        self.gauss_params: dict[str, Tensor] = {}
+
+    # ---- the encoder and renderer ------------------------------------------------------------
+    def encode(self, context: dict[str, Tensor], num_anchors: int | None = None):
+        return self.encoder(
+            context["image"],
+            context["c2w"],
+            context["K"],
+            context["near"],
+            context["far"],
+            num_anchors=num_anchors or self.config.num_anchors,
+        )
+
+    def render(self, gaussians: Gaussians, views: dict[str, Tensor], image_shape: tuple[int, int]) -> RenderOutput:
+        return render_gaussians(
+            gaussians,
+            views["c2w"],
+            views["K"],
+            views["near"],
+            views["far"],
+            image_shape,
+            background=tuple(float(c) for c in self.background_color),
+            backend=self.config.render_backend,
+        )
+
+    def forward(self, batch: dict) -> dict:  # type: ignore[override]
+        return self.get_outputs(batch)
+
+    def get_outputs(self, batch: dict) -> dict:  # type: ignore[override]
+        context, target = batch["context"], batch["target"]
+        image_shape = tuple(target["image"].shape[-2:])
+        encoded = self.encode(context)
+        rendered = self.render(encoded, target, image_shape)
+        outputs = {"rgb": rendered.color, "depth": rendered.depth, "anchors": encoded.anchors, "encoded": encoded}
+        if self.training and encoded.intermediate is not None:
+            outputs["rgb_intermediate"] = self.render(encoded.intermediate, target, image_shape).color
+        return outputs
+
+    # ---- losses and metrics ------------------------------------------------------------------
+    def _image_loss(self, prediction: Tensor, target: Tensor, prefix: str, weight: float) -> dict[str, Tensor]:
+        terms = {f"{prefix}mse": weight * losses.mse_loss(prediction, target)}
+        lpips = self._lpips()
+        if lpips is not None and self.config.lpips_weight > 0:
+            terms[f"{prefix}lpips"] = weight * self.config.lpips_weight * lpips(prediction, target).mean()
+        return terms
+
+    def get_loss_dict(self, outputs: dict, batch: dict, metrics_dict: dict | None = None) -> dict[str, Tensor]:
+        target = batch["target"]["image"]
+        loss = self._image_loss(outputs["rgb"], target, "", 1.0)
+        latent = getattr(outputs["encoded"], "latent", None)
+        if self.config.ib_weight > 0 and latent is not None:
+            loss["ib"] = self.config.ib_weight * losses.information_bottleneck_kl(latent)
+        if "rgb_intermediate" in outputs and self.config.intermediate_weight > 0:
+            loss.update(
+                self._image_loss(outputs["rgb_intermediate"], target, "intermediate_", self.config.intermediate_weight)
+            )
+        return loss
+
+    def get_metrics_dict(self, outputs: dict, batch: dict) -> dict[str, Tensor]:
+        with torch.no_grad():
+            return {"psnr": metrics.psnr(outputs["rgb"], batch["target"]["image"]).mean()}
+
+    @torch.no_grad()
+    def score_views(self, prediction: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """Per-view PSNR/SSIM(/LPIPS) of [V, 3, H, W] renders, as the original evaluation computes them."""
+        scores = {"psnr": metrics.psnr(prediction, target), "ssim": metrics.ssim(prediction, target)}
+        lpips = self._lpips()
+        if lpips is not None:
+            scores["lpips"] = lpips(prediction, target)
+        return scores
+
+    def get_image_metrics_and_images(self, outputs: dict, batch: dict) -> tuple[dict[str, float], dict[str, Tensor]]:
+        prediction, target = outputs["rgb"][0], batch["target"]["image"][0]
+        scores = {k: float(v.mean()) for k, v in self.score_views(prediction, target).items()}
+        # One row per target view: ground truth | prediction, as [H, W, 3] for the writers.
+        rows = torch.cat([target, prediction.clamp(0, 1)], dim=-1)  # [V, 3, H, 2W]
+        grid = torch.cat(list(rows), dim=-2).permute(1, 2, 0)
+        images = {"img": grid}
+        depth = outputs["depth"][0]
+        images["depth"] = torch.cat(list(depth / depth.amax().clamp_min(1e-6)), dim=0)[..., None]
+        return scores, images
+
+    def _lpips(self) -> metrics.LPIPS | None:
+        lpips = self.__dict__.get("lpips")
+        if lpips is not None and next(lpips.parameters()).device != self.device:
+            lpips.to(self.device)
+        return lpips
+
+    # ---- parameters, state, callbacks ----------------------------------------------------------
+    def get_param_groups(self) -> dict[str, list]:
+        """One Nerfstudio group with two torch groups: the pretrained ViT and the rest (see optim.py)."""
+        vit_ids = {id(p) for m in self.encoder.modules() if isinstance(m, VisionTransformer) for p in m.parameters()}
+        pretrained = [p for p in self.encoder.parameters() if id(p) in vit_ids]
+        main = [p for p in self.encoder.parameters() if id(p) not in vit_ids]
+        groups = [{"params": main, "name": "main"}]
+        if pretrained:
+            groups.append({"params": pretrained, "name": "pretrained"})
+        return {"encoder": groups}
+
+    def get_training_callbacks(self, training_callback_attributes) -> list:
+        return []
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        # Splatfacto's version resizes per-scene Gaussians; ours has none in the state dict.
+        return nn.Module.load_state_dict(self, state_dict, strict=strict, assign=assign)
+
+    # ---- the viewer's and exporter's cached scene ------------------------------------------
+    @torch.no_grad()
+    def set_display_scene(self, context: dict[str, Tensor], num_anchors: int | None = None) -> Gaussians:
+        """Predict and cache one scene's Gaussians (a batch of one context set)."""
+        was_training = self.training
+        self.eval()
+        try:
+            encoded = self.encode(context, num_anchors)
+        finally:
+            self.train(was_training)
+        gaussians = Gaussians(
+            encoded.means.float(),
+            encoded.covariances.float(),
+            encoded.harmonics.float(),
+            encoded.opacities.float(),
+            encoded.anchors,
+        ).scene(0)
+        self.display_gaussians = gaussians
+        self.display_near_far = (float(context["near"][0, 0]), float(context["far"][0, 0]))
+        self.gauss_params = splat_parameters(gaussians, self.config.sh_degree)
+        return gaussians
+
+    @torch.no_grad()
+    def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> dict[str, Tensor]:
+        if self.display_gaussians is None:
+            raise RuntimeError("no scene is cached: the pipeline predicts one before the viewer renders")
+        camera = camera.to(self.device)
+        width, height = int(camera.width[0, 0]), int(camera.height[0, 0])
+        c2w = opengl_to_opencv_c2w(to_homogeneous(camera.camera_to_worlds))
+        K = pixel_to_normalised_K(camera.get_intrinsics_matrices(), width, height)
+        near, far = self.display_near_far
+        views = {
+            "c2w": c2w[None],
+            "K": K[None],
+            "near": torch.full((1, len(camera)), near, device=self.device),
+            "far": torch.full((1, len(camera)), far, device=self.device),
+        }
+        rendered = render_gaussians(
+            self.display_gaussians,
+            views["c2w"],
+            views["K"],
+            views["near"],
+            views["far"],
+            (height, width),
+            background=tuple(float(c) for c in self.background_color),
+            backend=self.config.render_backend,
+            centred_principal_point=False,
+        )
+        return {
+            "rgb": rendered.color[0, 0].permute(1, 2, 0).clamp(0, 1),
+            "depth": rendered.depth[0, 0][..., None],
+            "accumulation": rendered.alpha[0, 0][..., None],
+        }
+
+
+def splat_parameters(gaussians: Gaussians, sh_degree: int) -> dict[str, Tensor]:
+    """Splatfacto's raw tensors of a batch-of-one scene, as ``ns-export gaussian-splat`` reads them:
+    means, log scales, wxyz quaternions, logit opacities [N, 1], SH DC [N, 3] and rest [N, D - 1, 3]."""
+    device = gaussians.means.device
+    scales, quats = covariance_to_scale_rotation(gaussians.covariances[0].double().cpu().numpy())
+    coefficients = (sh_degree + 1) ** 2
+    harmonics = gaussians.harmonics[0, :, :, :coefficients]  # colour-major [N, 3, D]
+    opacities = gaussians.opacities[0].clamp(1e-7, 1 - 1e-7)
+    return {
+        "means": gaussians.means[0],
+        "scales": torch.from_numpy(scales).log().float().to(device),
+        "quats": torch.from_numpy(quats).float().to(device),
+        "opacities": torch.logit(opacities)[:, None],
+        "features_dc": harmonics[:, :, 0],
+        "features_rest": harmonics[:, :, 1:].transpose(1, 2),
+    }
