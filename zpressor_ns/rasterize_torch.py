@@ -166,6 +166,21 @@ class BlockLists:
     counts: Int64[Tensor, " blocks"]
 
 
+def _enumerate_blocks(
+    first_x: Int64[Tensor, " n"],
+    last_x: Int64[Tensor, " n"],
+    first_y: Int64[Tensor, " n"],
+    last_y: Int64[Tensor, " n"],
+) -> tuple[Int64[Tensor, " m"], Int64[Tensor, " m"], Int64[Tensor, " m"]]:
+    """Every (owner, x, y) with x in [first_x, last_x) and y in [first_y, last_y) of its owner."""
+    span_x = last_x - first_x
+    per_owner = span_x * (last_y - first_y)
+    owner = torch.repeat_interleave(torch.arange(len(per_owner), device=per_owner.device), per_owner)
+    local = torch.arange(len(owner), device=owner.device) - (torch.cumsum(per_owner, 0) - per_owner)[owner]
+    span = span_x[owner]
+    return owner, first_x[owner] + local % span, first_y[owner] + local // span
+
+
 def build_block_lists(
     projected: ProjectedGaussians,
     opacities: Float[Tensor, "scene gaussian"],
@@ -210,15 +225,7 @@ def build_block_lists(
 
     first_x, last_x = block_range(mean_x, tiles_x, blocks_x)
     first_y, last_y = block_range(mean_y, tiles_y, blocks_y)
-    span_x = last_x - first_x
-    per_gaussian = span_x * (last_y - first_y)
-
-    owner = torch.repeat_interleave(torch.arange(flat_ids.numel(), device=flat_ids.device), per_gaussian)
-    offsets = torch.cumsum(per_gaussian, 0) - per_gaussian
-    local = torch.arange(owner.numel(), device=owner.device) - offsets[owner]
-    span = span_x[owner]
-    block_x = first_x[owner] + local % span
-    block_y = first_y[owner] + local // span
+    owner, block_x, block_y = _enumerate_blocks(first_x, last_x, first_y, last_y)
 
     # Exact test: distance from the mean to the block's nearest pixel centre.
     def gap(centre: Tensor, block_index: Tensor) -> Tensor:
@@ -227,6 +234,7 @@ def build_block_lists(
 
     gap_x, gap_y = gap(mean_x[owner], block_x), gap(mean_y[owner], block_y)
     keep = gap_x * gap_x + gap_y * gap_y <= reach[owner] ** 2
+    del gap_x, gap_y  # the candidate arrays are the memory peak for large scenes
     owner, block_x, block_y = owner[keep], block_x[keep], block_y[keep]
 
     view_of = flat_ids[owner] // num_gaussians

@@ -107,4 +107,4 @@ def evaluate_sh(
     """
     degree = sh_degree_from_coefficients(harmonics.shape[-1])
     basis = sh_basis(degree, directions)
-    return (harmonics * basis[..., None, :]).sum(-1)
+    return torch.einsum("...cd,...d->...c", harmonics, basis)  # broadcasts without materialising
