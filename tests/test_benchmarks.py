@@ -1,0 +1,231 @@
+"""benchmarks/efficiency.py: the CPU smoke sweep end to end, its OOM handling, and the shared helpers."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from zpressor_ns.backbones import encoder_config
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "efficiency.py"
+TINY_HEIGHT, TINY_WIDTH = 64, 128
+FORCED_OOM = f"zpressor-depthsplat:8:{TINY_HEIGHT}x{TINY_WIDTH}"
+HEADLINE_FIELDS = {
+    "method": str,
+    "views": int,
+    "height": int,
+    "width": int,
+    "gaussians": int,
+    "latency_ms": float,
+    "render_ms": float,
+    "peak_mib": float,
+    "status": str,
+}
+
+
+@pytest.fixture(scope="module")
+def modules():
+    """``efficiency`` and ``common`` imported the way the script sees them (its folder on sys.path)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module("efficiency"), importlib.import_module("common")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    """The ``--tiny`` sweep as a user runs it, with one setting forced out of memory."""
+    out = tmp_path_factory.mktemp("efficiency") / "efficiency_cpu.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ZPRESSOR_BENCH_FORCE_OOM": FORCED_OOM}
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done, json.loads(out.read_text()), out
+
+
+def test_tiny_sweep_rows_have_the_issue_schema(tiny_sweep):
+    _, rows, _ = tiny_sweep
+    assert [(r["method"], r["views"]) for r in rows] == [
+        ("depthsplat", 4),
+        ("depthsplat", 8),
+        ("zpressor-depthsplat", 4),
+        ("zpressor-depthsplat", 8),
+    ]
+    for row in rows:
+        assert row["status"] in ("ok", "OOM")
+        assert (row["height"], row["width"]) == (TINY_HEIGHT, TINY_WIDTH)
+        assert row["memory_kind"] == "cpu_peak_rss_growth"
+        assert row["preset"] == "small" and row["weights"] == "random"
+        for name, kind in HEADLINE_FIELDS.items():
+            value = row[name]
+            if row["status"] == "ok" or name not in ("gaussians", "latency_ms", "render_ms", "peak_mib"):
+                assert isinstance(value, kind), f"{name}={value!r} in {row}"
+            else:
+                assert value is None
+
+
+def test_gaussian_counts_are_kept_views_times_pixels(tiny_sweep):
+    _, rows, _ = tiny_sweep
+    anchors = encoder_config("zpressor-depthsplat", "small").num_anchors
+    pixels = TINY_HEIGHT * TINY_WIDTH
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        kept = anchors if row["method"] == "zpressor-depthsplat" else row["views"]
+        assert row["anchors"] == kept
+        assert row["gaussians"] == kept * pixels
+
+
+def test_forced_oom_gives_an_oom_row_and_spares_the_others(tiny_sweep):
+    _, rows, _ = tiny_sweep
+    by_setting = {(r["method"], r["views"]): r for r in rows}
+    oom = by_setting[("zpressor-depthsplat", 8)]
+    assert oom["status"] == "OOM"
+    assert oom["phase"] == "encoder"
+    assert all(oom[name] is None for name in ("gaussians", "latency_ms", "render_ms", "peak_mib"))
+    others = [r for key, r in by_setting.items() if key != ("zpressor-depthsplat", 8)]
+    assert [r["status"] for r in others] == ["ok"] * 3
+    for row in others:
+        assert row["latency_ms"] > 0 and row["render_ms"] > 0 and row["peak_mib"] > 0
+        assert len(row["latency_ms_all"]) == row["reps"] == 1
+        assert row["target_views"] == 8
+
+
+def test_tiny_sweep_writes_a_png_and_prints_a_markdown_table(tiny_sweep):
+    done, rows, out = tiny_sweep
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(rows)
+    assert sum("| OOM" in line for line in table) == 1
+
+
+def test_oom_skips_larger_view_counts_and_resume_keeps_rows(modules, tmp_path, monkeypatch):
+    efficiency, _ = modules
+    options = efficiency.Options("small", "cpu", "tf32", reps=1, warmup=0, target_views=2, seed=0)
+    settings = efficiency.sweep_settings(["depthsplat"], [12, 24, 36], [(64, 128)], 32)
+    calls = []
+
+    def fake_child(setting, options, timeout_s):
+        calls.append(setting.views)
+        row = efficiency.base_row(setting, options)
+        row["status"] = "OOM" if setting.views >= 24 else "ok"
+        return row
+
+    monkeypatch.setattr(efficiency, "run_in_subprocess", fake_child)
+    out = tmp_path / "rows.json"
+    rows = efficiency.run_sweep(settings, options, 10.0, True, [], out)
+    assert calls == [12, 24]
+    assert [r["status"] for r in rows] == ["ok", "OOM", "OOM"]
+    assert rows[2]["note"] == "not run: out of memory at 24 views"
+    assert json.loads(out.read_text()) == rows
+
+    calls.clear()
+    more = efficiency.sweep_settings(["depthsplat"], [12, 48], [(64, 128)], 32)
+    resumed = efficiency.run_sweep(more, options, 10.0, False, rows, out)
+    assert calls == [48]  # 12 views was already measured
+    assert [r["views"] for r in resumed] == [12, 24, 36, 48]
+
+
+def test_480p_is_cropped_to_the_encoders_multiple_and_says_so(modules):
+    efficiency, _ = modules
+    assert efficiency.runnable_size(270, 480, 32) == (256, 480)
+    assert efficiency.runnable_size(256, 448, 32) == (256, 448)
+    with pytest.raises(ValueError, match="smaller"):
+        efficiency.runnable_size(20, 480, 32)
+    (setting,) = efficiency.sweep_settings(["zpressor-depthsplat"], [12], [(270, 480)], 32)
+    assert (setting.height, setting.width) == (256, 480)
+    assert setting.size_note == "centre crop of 270x480"
+
+
+def test_cameras_are_rigid_distinct_and_targets_lie_between_context(modules):
+    efficiency, _ = modules
+    inputs = efficiency.synthetic_inputs(12, 8, 64, 128, torch.device("cpu"), seed=0)
+    rotations = inputs["c2w"][0, :, :3, :3]
+    identity = torch.eye(3).expand_as(rotations)
+    torch.testing.assert_close(rotations @ rotations.transpose(-1, -2), identity, atol=1e-6, rtol=0)
+    centres = inputs["c2w"][0, :, :3, 3]
+    assert torch.cdist(centres, centres).add(torch.eye(12)).min() > 1e-3
+    target_z = inputs["target_c2w"][0, :, 2, 3]
+    assert centres[0, 2] < target_z.min() and target_z.max() < centres[-1, 2]
+    assert inputs["K"][0, 0, 0, 0] * 128 == pytest.approx(inputs["K"][0, 0, 1, 1] * 64)  # square pixels
+
+
+def test_an_encoder_error_becomes_an_error_row(modules):
+    efficiency, _ = modules
+    options = efficiency.Options("small", "cpu", "tf32", reps=1, warmup=0, target_views=2, seed=0)
+    setting = efficiency.Setting("depthsplat", 2, 48, 128, (48, 128))  # 48 is not a multiple of 32
+    row = efficiency.run_single(setting, options)
+    assert row["status"].startswith("error: ValueError: image size 48x128 is not a multiple of 32")
+    assert row["phase"] == "encoder" and row["latency_ms"] is None
+
+
+def test_a_setting_past_its_timeout_gives_an_error_row(modules):
+    efficiency, _ = modules
+    options = efficiency.Options("small", "cpu", "tf32", reps=1, warmup=0, target_views=2, seed=0)
+    setting = efficiency.Setting("depthsplat", 4, 64, 128, (64, 128))
+    row = efficiency.run_in_subprocess(setting, options, timeout_s=0.05)
+    assert row["status"] == "error: TimeoutExpired: setting took longer than 0.05 s"
+    assert row["latency_ms"] is None
+
+
+def test_weights_option_assigns_files_to_methods(modules, tmp_path):
+    efficiency, _ = modules
+    checkpoint = tmp_path / "zp.ckpt"
+    checkpoint.write_bytes(b"")
+    assert efficiency.weights_for("depthsplat", [str(checkpoint)]) == {"depthsplat": str(checkpoint)}
+    named = [f"zpressor-depthsplat={checkpoint}"]
+    assert efficiency.weights_for("depthsplat", named) == {}
+    assert efficiency.weights_for("zpressor-depthsplat", named) == {"zpressor-depthsplat": str(checkpoint)}
+    with pytest.raises(SystemExit, match="no such file"):
+        efficiency.weights_for("depthsplat", [str(tmp_path / "missing.ckpt")])
+    with pytest.raises(SystemExit, match="unknown method"):
+        efficiency.weights_for("depthsplat", [f"mvsplat={checkpoint}"])
+
+
+def test_measure_calls_excludes_warmup_and_returns_the_last_result(modules):
+    _, common = modules
+    counter = iter(range(100))
+    measured = common.measure_calls(lambda: next(counter), torch.device("cpu"), warmup=2, reps=3)
+    assert len(measured.all_ms) == 3 and all(t >= 0 for t in measured.all_ms)
+    assert measured.output == 4  # calls 0 and 1 were the warm-up
+    assert measured.peak_mib is None
+    with pytest.raises(ValueError, match="reps"):
+        common.measure_calls(lambda: None, torch.device("cpu"), warmup=0, reps=0)
+
+
+def test_out_of_memory_recognition(modules):
+    _, common = modules
+    assert common.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert common.is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling ..."))
+    assert not common.is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not common.is_out_of_memory(ValueError("out of memory"))  # not raised by an allocator
+
+
+def test_device_slug_names_the_results_file(modules):
+    efficiency, common = modules
+    assert common.device_slug("NVIDIA H100 80GB HBM3") == "h100_80gb_hbm3"
+    assert common.device_slug("cpu (x86_64, 2 threads)") == "cpu"
+    assert (
+        efficiency.default_out("NVIDIA H100 80GB HBM3", tiny=False).name == "efficiency_h100_80gb_hbm3.json"
+    )
+
+
+def test_markdown_table_marks_missing_cells(modules):
+    _, common = modules
+    table = common.markdown_table(["a", "b"], [[1, None]], [False, True])
+    assert table.splitlines() == ["| a | b |", "|---|---:|", "| 1 | - |"]
