@@ -3,6 +3,7 @@ reference of gsplat 1.4.0's rules; the gsplat parity check runs only where CUDA 
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 from scipy.special import lpmv
 
+from zpressor_ns import render as render_module
 from zpressor_ns.gaussians import Gaussians
 from zpressor_ns.rasterize_torch import RasterSettings, rasterize_gaussians_torch
 from zpressor_ns.render import render_gaussians
@@ -450,6 +452,55 @@ def test_gradients_are_exact_through_chunked_checkpointed_compositing():
         alpha = rasterize_gaussians_torch(*inputs, w2c, K, near, far, background, 8, 8, settings)[2]
     assert alpha.min() > 0.05
     assert torch.autograd.gradcheck(render, inputs, eps=1e-6, atol=1e-6)
+
+
+def test_gsplat_path_passes_what_gsplat_expects(monkeypatch):
+    """The gsplat call plumbing, checked on CPU with a stand-in that accepts exactly gsplat's signature
+    and renders with the PyTorch rasterizer: SH transposed to [N, K, 3], covariances as ``covars``, one
+    call per scene, or per view where a scene's views disagree on near."""
+    gsplat = pytest.importorskip("gsplat")
+    signature = inspect.signature(gsplat.rasterization)
+    calls = []
+
+    def stand_in(**kwargs):
+        signature.bind(**kwargs)  # same keyword names as the real function
+        assert kwargs["quats"] is None and kwargs["scales"] is None
+        assert (kwargs["render_mode"], kwargs["rasterize_mode"], kwargs["eps2d"]) == (
+            "RGB+ED",
+            "classic",
+            0.3,
+        )
+        views, sh = kwargs["viewmats"].shape[0], kwargs["colors"]
+        assert sh.shape[1:] == ((kwargs["sh_degree"] + 1) ** 2, 3)
+        calls.append((views, kwargs["near_plane"]))
+        color, depth, alpha = rasterize_gaussians_torch(
+            kwargs["means"][None], kwargs["covars"][None], sh.transpose(1, 2)[None], kwargs["opacities"][None],
+            kwargs["viewmats"][None], kwargs["Ks"][None], torch.full((1, views), kwargs["near_plane"]),
+            torch.full((1, views), kwargs["far_plane"]), kwargs["backgrounds"][None], kwargs["width"],
+            kwargs["height"],
+        )  # fmt: skip
+        return torch.cat([color[0], depth[0, ..., None]], -1), alpha[0, ..., None], {}
+
+    monkeypatch.setattr(gsplat, "rasterization", stand_in)
+    generator = torch.Generator().manual_seed(5)
+    scenes = [random_scene(generator, 50, degree=3) for _ in range(2)]
+    means, covariances, harmonics, opacities = (torch.stack(p).float() for p in zip(*scenes, strict=True))
+    cameras = [random_cameras(generator, 3, 24, 16) for _ in range(2)]
+    w2c, K = (torch.stack(p).float() for p in zip(*cameras, strict=True))
+    near = torch.tensor([[0.2, 0.2, 0.2], [0.1, 0.4, 0.7]])
+    far = torch.full((2, 3), 1e10)
+    background = torch.rand(2, 3, 3, generator=generator)
+    args = (means, covariances, harmonics, opacities, w2c, K, near, far, background, 24, 16)
+    through_gsplat = render_module._rasterize_gsplat(*args, 0.3)
+    direct = rasterize_gaussians_torch(*args)
+    assert calls == [
+        (3, pytest.approx(0.2)),
+        (1, pytest.approx(0.1)),
+        (1, pytest.approx(0.4)),
+        (1, pytest.approx(0.7)),
+    ]
+    for got, want in zip(through_gsplat, direct, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)  # fp32, different batching
 
 
 @pytest.mark.gpu

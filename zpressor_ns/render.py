@@ -114,15 +114,21 @@ def render_gaussians(
 
     ``backend="auto"`` picks gsplat for CUDA tensors and the PyTorch rasterizer otherwise; both are
     differentiable. Rasterization runs in fp32 (fp64 inputs stay fp64 on the PyTorch backend).
+    ``settings`` tunes the PyTorch rasterizer; gsplat uses only its ``eps2d``.
     """
     _check_inputs(gaussians, c2w, K, near, far)
     if backend == "auto":
         backend = "gsplat" if gaussians.means.is_cuda else "torch"
     if backend not in ("gsplat", "torch"):
         raise ValueError(f"render_gaussians: unknown backend {backend!r}; use 'auto', 'gsplat' or 'torch'")
+    if backend == "gsplat" and not gaussians.means.is_cuda:
+        raise ValueError("render_gaussians: backend 'gsplat' needs CUDA tensors; use backend='torch' on CPU")
     height, width = image_shape
     settings = settings or RasterSettings()
-    dtype = torch.promote_types(gaussians.means.dtype, torch.float32)
+    # gsplat renders fp32; the PyTorch rasterizer keeps fp64 (exactness tests) and lifts bf16/fp16.
+    dtype = (
+        torch.float32 if backend == "gsplat" else torch.promote_types(gaussians.means.dtype, torch.float32)
+    )
     device = gaussians.means.device
     world_to_camera = invert_rigid(c2w.to(dtype))
     intrinsics = pixel_intrinsics(K.to(dtype), width, height, centred_principal_point)
@@ -164,10 +170,6 @@ def _rasterize_gsplat(
 
     gsplat takes one near/far per call, so a scene whose views disagree on them is rendered view by view.
     """
-    if not means.is_cuda:
-        raise ValueError("render_gaussians: backend 'gsplat' needs CUDA tensors; use backend='torch' on CPU")
-    if means.dtype != torch.float32:
-        raise ValueError(f"render_gaussians: backend 'gsplat' renders float32 only, got {means.dtype}")
     try:
         from gsplat import rasterization
     except ImportError as error:
