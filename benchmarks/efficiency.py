@@ -387,7 +387,9 @@ def run_sweep(
 
 
 def _row_key(row: dict[str, Any]) -> tuple:
-    return tuple(row[k] for k in ("method", "views", "height", "width", "preset", "dtype", "target_views"))
+    """What makes two rows the same measurement (for ``--resume``)."""
+    fields = ("method", "views", "height", "width", "preset", "weights", "dtype", "target_views")
+    return tuple(row[k] for k in fields)
 
 
 def _sorted_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -481,6 +483,8 @@ def probe_device(device: str) -> str:
 
     The sweep process itself never touches CUDA, so it holds no context on the GPU being measured.
     """
+    if device == "cpu":
+        return device_name(torch.device("cpu"))
     command = [sys.executable, str(Path(__file__).resolve()), "--describe-device", "--device", device]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:

@@ -43,11 +43,11 @@ def modules():
 
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory):
-    """The ``--tiny`` sweep as a user runs it, with one setting forced out of memory."""
+    """The ``--tiny`` sweep with one setting forced out of memory (no warm-up, 2 targets: seconds less)."""
     out = tmp_path_factory.mktemp("efficiency") / "efficiency_cpu.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ZPRESSOR_BENCH_FORCE_OOM": FORCED_OOM}
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--tiny", "--out", str(out)],
+        [sys.executable, str(SCRIPT), "--tiny", "--warmup", "0", "--target-views", "2", "--out", str(out)],
         capture_output=True,
         text=True,
         env=env,
@@ -102,7 +102,7 @@ def test_forced_oom_gives_an_oom_row_and_spares_the_others(tiny_sweep):
     for row in others:
         assert row["latency_ms"] > 0 and row["render_ms"] > 0 and row["peak_mib"] > 0
         assert len(row["latency_ms_all"]) == row["reps"] == 1
-        assert row["target_views"] == 8
+        assert row["target_views"] == 2 and row["warmup"] == 0
 
 
 def test_tiny_sweep_writes_a_png_and_prints_a_markdown_table(tiny_sweep):
