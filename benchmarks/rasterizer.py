@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -85,19 +86,28 @@ def pixel_aligned_scene(case: Case, device: torch.device, generator: torch.Gener
     return Gaussians(means[None], covariances[None], harmonics[None], opacities[None])
 
 
-def time_call(function, repeats: int, device: torch.device) -> float:
-    """Median wall time of ``function`` in seconds (after one warm-up call)."""
+def time_call(function, repeats: int, device: torch.device) -> dict[str, float]:
+    """Wall and process-CPU seconds of ``function`` after one warm-up call: best and median of ``repeats``.
+
+    The best run is the least disturbed by other jobs on a shared machine; CPU seconds show the work
+    done (on a contended machine, waiting threads make wall time much larger).
+    """
     function()
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         function()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return {
+        "best_seconds": min(walls),
+        "median_seconds": sorted(walls)[len(walls) // 2],
+        "best_cpu_seconds": min(cpus),
+    }
 
 
 def run_case(case: Case, backend: str, device: torch.device, repeats: int) -> dict:
@@ -126,8 +136,8 @@ def run_case(case: Case, backend: str, device: torch.device, repeats: int) -> di
             with torch.no_grad():
                 render_gaussians(gaussians, c2w, K, near, far, shape, backend=backend)
 
-    seconds = time_call(step, repeats, device)
-    result = {**asdict(case), "backend": backend, "gaussians": gaussians.means.shape[1], "seconds": seconds}
+    timing = time_call(step, repeats, device)
+    result = {**asdict(case), "backend": backend, "gaussians": gaussians.means.shape[1], **timing}
     if device.type == "cuda" and backend == "torch":
         with torch.no_grad():
             ours = render_gaussians(gaussians, c2w, K, near, far, shape, backend="torch")
@@ -143,7 +153,7 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--output", default="rasterizer_benchmark.json", help="where to write the JSON results"
     )
@@ -153,8 +163,11 @@ def main() -> None:
     device = torch.device(args.device)
     backends = ["torch", "gsplat"] if device.type == "cuda" else ["torch"]
 
+    load_at_start = os.getloadavg()[0]
     results = []
-    print(f"{'case':52s} {'backend':8s} {'gaussians':>9s} {'seconds':>9s}  max|diff| vs gsplat")
+    print(
+        f"{'case':52s} {'backend':8s} {'gaussians':>9s} {'best s':>8s} {'median s':>8s} {'cpu s':>8s}  vs gsplat"
+    )
     for case in CASES:
         if args.skip_large and case.height * case.width > 64 * 128:
             continue
@@ -166,12 +179,17 @@ def main() -> None:
                 if diff is None
                 else f"  color {diff:.2e}, alpha {result['max_abs_diff_alpha_vs_gsplat']:.2e}"
             )
-            print(f"{case.name:52s} {backend:8s} {result['gaussians']:9d} {result['seconds']:9.4f}{extra}")
+            print(
+                f"{case.name:52s} {backend:8s} {result['gaussians']:9d} {result['best_seconds']:8.3f} "
+                f"{result['median_seconds']:8.3f} {result['best_cpu_seconds']:8.3f}{extra}"
+            )
             results.append(result)
     environment = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
         "threads": args.threads,
         "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": [load_at_start, os.getloadavg()[0]],  # at start and end: other jobs' share
     }
     with open(args.output, "w") as handle:
         json.dump({"environment": environment, "results": results}, handle, indent=2)
