@@ -5,19 +5,22 @@ gsplat computes, so images agree within float rounding:
 
 - projection: EWA splatting with the perspective Jacobian evaluated at the mean clamped to 1.3x the
   field of view, a 2D dilation of ``eps2d`` pixels, culling of depths outside [near, far], of
-  non-invertible footprints and of footprints off screen; radius = ceil(3 sqrt(largest eigenvalue))
+  footprints that are not positive definite and of footprints off screen; radius =
+  ceil(3 sqrt(largest eigenvalue))
   with gsplat's 0.01 floor on the discriminant;
 - colour: SH along (mean - camera centre) + 0.5, clamped at 0;
 - which Gaussians a pixel sees: those whose radius box touches the pixel's 16x16 *tile* (gsplat's rule,
   which lets a Gaussian reach a little beyond its radius inside those tiles);
 - compositing front to back by camera z (ties by Gaussian index): alpha = min(0.999, o exp(-sigma)),
-  entries with sigma < 0 or alpha < 1/255 skipped, and a pixel stops *before* the Gaussian that would
-  take its transmittance to 1e-4 or below;
+  entries with alpha < 1/255 skipped (gsplat's sigma < 0 skip cannot trigger on a positive definite
+  footprint), and a pixel stops *before* the Gaussian that would take its transmittance to 1e-4 or
+  below;
 - outputs: colour + (1 - alpha) background, alpha = sum of weights, expected depth sum(w z) / alpha.
 
 The work is vectorised over scenes, views and pixels: every (view, 8x8 pixel block) gets the depth-sorted
 list of Gaussians that can reach it, and blocks are composited as dense [blocks, pixels, Gaussians]
-tensors with a cumulative product, in chunks of bounded size. A Gaussian is left out of a block only
+tensors with a cumulative product, in cache-sized chunks (the exponent of every pixel/Gaussian pair comes
+from one batched matmul, see ``log_alpha_coefficients``). A Gaussian is left out of a block only
 when it cannot reach alpha >= 1/255 there (a conservative bound from its largest eigenvalue), so the
 finer blocks change speed, never the image. With gradients on, each chunk is recomputed in the
 backward pass (activation checkpointing) so memory stays at one chunk.
