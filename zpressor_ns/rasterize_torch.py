@@ -243,7 +243,8 @@ def build_block_lists(
     view_of = flat_ids[owner] // num_gaussians
     block_key = (view_of * blocks_y + block_y) * blocks_x + block_x
     # Sort key as gsplat's: block in the high bits, float32 depth bits (monotonic for positive depths)
-    # in the low bits; a stable sort keeps Gaussian order for equal depths.
+    # in the low bits; a stable sort keeps Gaussian order for equal depths (fp64 inputs are ordered by
+    # their float32 depth too).
     depth_bits = projected.depths.detach().reshape(-1)[flat_ids[owner]].float().view(torch.int32).long()
     order = torch.sort((block_key << 32) | depth_bits, stable=True).indices
     counts = torch.bincount(block_key, minlength=num_blocks)
