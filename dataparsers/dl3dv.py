@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
-
 from zpressor_ns.dataparsers.multiscene import MultiSceneDataParserConfig
 
 dl3dv_config = MultiSceneDataParserConfig(

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import Tensor
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
+from torch import Tensor
 
 from zpressor_ns.cameras import camera_centres, normalised_to_pixel_K, opencv_to_opengl_c2w
 from zpressor_ns.data.readers import SceneReader, open_dataset
@@ -55,7 +55,9 @@ class MultiSceneDataParser(DataParser):
     config: MultiSceneDataParserConfig
 
     def reader(self, split: str) -> SceneReader:
-        return open_dataset(self.config.data, split, layout=self.config.layout, image_dir=self.config.image_dir)
+        return open_dataset(
+            self.config.data, split, layout=self.config.layout, image_dir=self.config.image_dir
+        )
 
     def split_name(self, split: str) -> str:
         return self.config.train_split if split == "train" else self.config.eval_split
@@ -79,7 +81,9 @@ def example_outputs(example: Example) -> DataparserOutputs:
     context = example["context"]
     height, width = context["image"].shape[-2:]
     frames = context["index"].tolist()
-    return _outputs(context["c2w"], context["K"], height, width, example["scene"], frames, Path(example["scene"]))
+    return _outputs(
+        context["c2w"], context["K"], height, width, example["scene"], frames, Path(example["scene"])
+    )
 
 
 def _outputs(

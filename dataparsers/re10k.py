@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
-
 from zpressor_ns.dataparsers.multiscene import MultiSceneDataParserConfig
 
 re10k_config = MultiSceneDataParserConfig(
@@ -23,7 +22,8 @@ acid_config = MultiSceneDataParserConfig(
 )
 
 re10k_dataparser = DataParserSpecification(
-    config=re10k_config, description="RealEstate10K in pixelSplat's chunk layout (multi-scene, feed-forward methods)"
+    config=re10k_config,
+    description="RealEstate10K in pixelSplat's chunk layout (multi-scene, feed-forward methods)",
 )
 acid_dataparser = DataParserSpecification(
     config=acid_config, description="ACID in pixelSplat's chunk layout (multi-scene, feed-forward methods)"

@@ -43,7 +43,9 @@ def _method(name: str, encoder: str, preset: str, description: str) -> MethodSpe
             ),
             optimizers={
                 "encoder": {
-                    "optimizer": SplitLRAdamWConfig(lr=2e-4, pretrained_lr=2e-6, weight_decay=0.01, max_grad_norm=0.5),
+                    "optimizer": SplitLRAdamWConfig(
+                        lr=2e-4, pretrained_lr=2e-6, weight_decay=0.01, max_grad_norm=0.5
+                    ),
                     "scheduler": OneCycleSchedulerConfig(max_steps=max_steps),
                 }
             },

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
 import torch
 
-from zpressor_ns.data.synthetic import SyntheticConfig, make_synthetic
+from zpressor_ns.data.synthetic import SYNTHETIC_FAR, SYNTHETIC_NEAR, SyntheticConfig, make_synthetic
 
 SMALL_SYNTHETIC = SyntheticConfig(
     seed=7,
@@ -25,6 +26,36 @@ def synthetic_root(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic")
     make_synthetic(out, SMALL_SYNTHETIC)
     return out
+
+
+def _tiny_method_config(method: str, root: Path, out: Path, steps: int):
+    from nerfstudio.configs.method_configs import all_methods
+
+    config = copy.deepcopy(all_methods[method])
+    config.machine.device_type = "cpu"
+    config.output_dir = out
+    config.experiment_name = "test"
+    config.timestamp = "run"
+    config.vis = "tensorboard"
+    config.viewer.quit_on_train_completion = True
+    config.max_num_iterations = steps
+    config.steps_per_save = steps
+    config.steps_per_eval_image = 2
+    config.steps_per_eval_all_images = 1000
+    config.optimizers["encoder"]["scheduler"].max_steps = 100
+    datamanager = config.pipeline.datamanager
+    datamanager.data = root / "re10k"
+    datamanager.dataparser.near, datamanager.dataparser.far = SYNTHETIC_NEAR, SYNTHETIC_FAR
+    datamanager.eval_index = root / "re10k" / "evaluation" / "re10k_ctx_6v_tgt_8v_n40.json"
+    datamanager.num_workers = 0
+    datamanager.max_fov_deg = None
+    return config
+
+
+@pytest.fixture(scope="session")
+def method_config():
+    """Factory of CPU configs of a registered method on the synthetic data: (method, root, out, steps)."""
+    return _tiny_method_config
 
 
 def pytest_collection_modifyitems(config, items):

@@ -27,9 +27,16 @@ def test_psnr_clips_and_matches_closed_form():
 def test_ssim_equals_scikit_image(shape):
     rng = np.random.default_rng(0)
     gt = rng.random(shape).astype(np.float32)
-    pred = np.clip(gt + 0.2 * rng.standard_normal(shape).astype(np.float32), -0.1, 1.1)  # unclipped on purpose
+    pred = np.clip(
+        gt + 0.2 * rng.standard_normal(shape).astype(np.float32), -0.1, 1.1
+    )  # unclipped on purpose
     expected = structural_similarity(
-        pred.astype(np.float64), gt.astype(np.float64), win_size=11, gaussian_weights=True, channel_axis=0, data_range=1.0
+        pred.astype(np.float64),
+        gt.astype(np.float64),
+        win_size=11,
+        gaussian_weights=True,
+        channel_axis=0,
+        data_range=1.0,
     )
     ours = metrics.ssim(torch.from_numpy(pred)[None], torch.from_numpy(gt)[None])
     assert ours.shape == (1,)
@@ -73,7 +80,9 @@ def test_information_bottleneck_kl_closed_form():
     unit = torch.tensor([-1.0, 1.0, -1.0, 1.0])  # mean 0, biased std 1
     latent = torch.stack([values, unit]).reshape(1, 1, 2, 2, 2)
     sigma = math.sqrt(4 + 1e-8)
-    expected = -0.5 * (1 + 2 * math.log(sigma) - 1 - sigma**2) - 0.5 * (1 + 2 * math.log(math.sqrt(1 + 1e-8)) - 1 - 1e-8)
+    expected = -0.5 * (1 + 2 * math.log(sigma) - 1 - sigma**2) - 0.5 * (
+        1 + 2 * math.log(math.sqrt(1 + 1e-8)) - 1 - 1e-8
+    )
     assert losses.information_bottleneck_kl(latent).item() == pytest.approx(expected / math.log(2), rel=1e-5)
     # Averaged over batch and views: two identical views give the same value.
     assert losses.information_bottleneck_kl(latent.expand(2, 2, -1, -1, -1)).item() == pytest.approx(

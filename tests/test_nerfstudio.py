@@ -3,10 +3,8 @@ viewer's render path, ns-export, and strict checkpoint loading."""
 
 from __future__ import annotations
 
-import copy
 import json
 from importlib.metadata import entry_points
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +16,6 @@ from nerfstudio.scripts.eval import ComputePSNR
 from nerfstudio.scripts.train import train_loop
 from nerfstudio.utils.eval_utils import eval_setup
 
-from zpressor_ns.data.synthetic import SYNTHETIC_FAR, SYNTHETIC_NEAR
 from zpressor_ns.render import render_gaussians
 
 METHODS = {"zpressor-depthsplat", "depthsplat", "zpressor-depthsplat-small", "depthsplat-small"}
@@ -26,58 +23,44 @@ DATAPARSERS = {"re10k", "acid", "dl3dv"}
 
 
 def test_methods_and_dataparsers_are_registered():
-    methods = {ep.name: ep.load() for ep in entry_points(group="nerfstudio.method_configs") if ep.name in METHODS}
+    methods = {
+        ep.name: ep.load() for ep in entry_points(group="nerfstudio.method_configs") if ep.name in METHODS
+    }
     assert set(methods) == METHODS
     for name, spec in methods.items():
         assert isinstance(spec, MethodSpecification)
         assert spec.config.method_name == name  # the CLI key is the config's name
         assert name in all_methods
         assert spec.config.viewer.websocket_host == "127.0.0.1"  # never listen on every interface by default
-    parsers = {ep.name: ep.load() for ep in entry_points(group="nerfstudio.dataparser_configs") if ep.name in DATAPARSERS}
+    parsers = {
+        ep.name: ep.load()
+        for ep in entry_points(group="nerfstudio.dataparser_configs")
+        if ep.name in DATAPARSERS
+    }
     assert set(parsers) == DATAPARSERS
     assert all(isinstance(spec, DataParserSpecification) for spec in parsers.values())
     assert (parsers["re10k"].config.near, parsers["re10k"].config.far) == (1.0, 200.0)
     assert parsers["dl3dv"].config.evaluation_window == 50
 
 
-def _config(method: str, root: Path, out: Path, steps: int):
-    config = copy.deepcopy(all_methods[method])
-    config.machine.device_type = "cpu"
-    config.output_dir = out
-    config.experiment_name = "test"
-    config.timestamp = "run"
-    config.vis = "tensorboard"
-    config.viewer.quit_on_train_completion = True
-    config.max_num_iterations = steps
-    config.steps_per_save = steps
-    config.steps_per_eval_image = 2
-    config.steps_per_eval_all_images = 1000
-    config.optimizers["encoder"]["scheduler"].max_steps = 100
-    datamanager = config.pipeline.datamanager
-    datamanager.data = root / "re10k"
-    datamanager.dataparser.near, datamanager.dataparser.far = SYNTHETIC_NEAR, SYNTHETIC_FAR
-    datamanager.eval_index = root / "re10k" / "evaluation" / "re10k_ctx_6v_tgt_8v_n40.json"
-    datamanager.num_workers = 0
-    datamanager.max_fov_deg = None
-    return config
-
-
 @pytest.fixture(scope="module")
-def trained_run(synthetic_root, tmp_path_factory):
+def trained_run(synthetic_root, tmp_path_factory, method_config):
     """3 steps of zpressor-depthsplat-small through Nerfstudio's trainer, config.yml written as ns-train does."""
-    config = _config("zpressor-depthsplat-small", synthetic_root, tmp_path_factory.mktemp("runs"), steps=3)
+    config = method_config(
+        "zpressor-depthsplat-small", synthetic_root, tmp_path_factory.mktemp("runs"), steps=3
+    )
     config.save_config()
     train_loop(local_rank=0, world_size=1, config=config)
     return config
 
 
-def test_train_writes_checkpoint_and_resumes(trained_run, synthetic_root):
+def test_train_writes_checkpoint_and_resumes(trained_run, synthetic_root, method_config):
     checkpoints = sorted(p.name for p in trained_run.get_checkpoint_dir().glob("step-*.ckpt"))
     assert checkpoints == ["step-000000002.ckpt"]
     state = torch.load(trained_run.get_checkpoint_dir() / checkpoints[0], map_location="cpu")  # weights-only
     before = state["pipeline"]["_model.encoder.gaussian_head.2.weight"].clone()
 
-    resumed = _config("zpressor-depthsplat-small", synthetic_root, trained_run.output_dir, steps=2)
+    resumed = method_config("zpressor-depthsplat-small", synthetic_root, trained_run.output_dir, steps=2)
     resumed.timestamp = "resumed"
     resumed.load_dir = trained_run.get_checkpoint_dir()
     train_loop(local_rank=0, world_size=1, config=resumed)
@@ -90,7 +73,9 @@ def test_train_writes_checkpoint_and_resumes(trained_run, synthetic_root):
 
 def test_ns_eval_scores_the_index(trained_run, tmp_path):
     config_path = trained_run.get_base_dir() / "config.yml"
-    ComputePSNR(load_config=config_path, output_path=tmp_path / "eval.json", render_output_path=tmp_path / "renders").main()
+    ComputePSNR(
+        load_config=config_path, output_path=tmp_path / "eval.json", render_output_path=tmp_path / "renders"
+    ).main()
     report = json.loads((tmp_path / "eval.json").read_text())
     results = report["results"]
     assert report["method_name"] == "zpressor-depthsplat-small"
@@ -117,7 +102,9 @@ def test_viewer_renders_the_cached_scene_through_nerfstudio_cameras(trained_run)
     assert outputs["rgb"].shape == (height, width, 3)
     assert outputs["depth"].shape == (height, width, 1)
     # The same view rendered directly from the context's OpenCV pose and normalised K.
-    context = pipeline.datamanager.display_context(pipeline.datamanager.display_scene, pipeline.datamanager.display_num_context)
+    context = pipeline.datamanager.display_context(
+        pipeline.datamanager.display_scene, pipeline.datamanager.display_num_context
+    )
     direct = render_gaussians(
         model.display_gaussians,
         context["c2w"][:, 2:3],
@@ -131,7 +118,9 @@ def test_viewer_renders_the_cached_scene_through_nerfstudio_cameras(trained_run)
 
 
 def test_ns_export_writes_a_standard_splat(trained_run, tmp_path):
-    pytest.importorskip("open3d", reason="ns-export imports open3d, which needs libusb-1.0 (scripts/setup.sh)")
+    pytest.importorskip(
+        "open3d", reason="ns-export imports open3d, which needs libusb-1.0 (scripts/setup.sh)"
+    )
     from nerfstudio.scripts.exporter import ExportGaussianSplat
 
     from zpressor_ns.export import read_ply
@@ -144,8 +133,10 @@ def test_ns_export_writes_a_standard_splat(trained_run, tmp_path):
     assert 0 < len(ply["x"]) <= anchors * height * width
 
 
-def test_loading_a_checkpoint_of_another_method_is_refused(trained_run, synthetic_root, tmp_path):
-    other = _config("depthsplat-small", synthetic_root, tmp_path, steps=1)
+def test_loading_a_checkpoint_of_another_method_is_refused(
+    trained_run, synthetic_root, tmp_path, method_config
+):
+    other = method_config("depthsplat-small", synthetic_root, tmp_path, steps=1)
     other.load_dir = trained_run.get_checkpoint_dir()
     with pytest.raises(RuntimeError, match="does not match this model"):
         train_loop(local_rank=0, world_size=1, config=other)

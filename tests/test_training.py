@@ -28,7 +28,9 @@ def test_small_zpressor_depthsplat_overfits_one_scene(synthetic_root):
     optimizer = torch.optim.Adam(encoder.parameters(), lr=2e-3)
     history = []
     for _ in range(25):
-        out = encoder(context["image"], context["c2w"], context["K"], context["near"], context["far"], num_anchors=2)
+        out = encoder(
+            context["image"], context["c2w"], context["K"], context["near"], context["far"], num_anchors=2
+        )
         rendered = render_gaussians(out, target["c2w"], target["K"], target["near"], target["far"], (64, 64))
         loss = losses.mse_loss(rendered.color, target["image"])
         optimizer.zero_grad()

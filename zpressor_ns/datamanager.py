@@ -43,7 +43,9 @@ MultiSceneParserUnion = tyro.conf.OmitSubcommandPrefixes[
 @dataclass
 class FeedForwardDataManagerConfig(DataManagerConfig):
     _target: type = field(default_factory=lambda: FeedForwardDataManager)
-    dataparser: MultiSceneParserUnion = field(default_factory=lambda: copy.deepcopy(MULTISCENE_DATAPARSERS["re10k"]))
+    dataparser: MultiSceneParserUnion = field(
+        default_factory=lambda: copy.deepcopy(MULTISCENE_DATAPARSERS["re10k"])
+    )
     """The dataset (re10k, acid or dl3dv)."""
     image_shape: tuple[int, int] = (256, 448)
     """Height and width the images are rescaled and centre-cropped to."""
@@ -136,7 +138,9 @@ class FeedForwardDataManager(DataManager):
         self._display_dataset = MultiSceneDataset(
             self.display_reader, self._display_sampler(), self.options, scene_keys=[self.display_scene]
         )
-        self.train_dataset = DisplayViewsDataset(self.display_example(self.display_scene, self.display_num_context))
+        self.train_dataset = DisplayViewsDataset(
+            self.display_example(self.display_scene, self.display_num_context)
+        )
         self.eval_dataset = self.train_dataset
         super().__init__()
 
@@ -156,25 +160,33 @@ class FeedForwardDataManager(DataManager):
             dataset = MultiSceneDataset(
                 reader,
                 BoundedSampler.preset(
-                    self.dataparser.config.dataset, self.config.num_context_views, self.config.num_target_views
+                    self.dataparser.config.dataset,
+                    self.config.num_context_views,
+                    self.config.num_target_views,
                 ),
                 options,
                 seed=self.config.seed + self.local_rank,
                 step=self.step,
             )
-            self._train_data = dataset.shard(self.local_rank, self.world_size) if self.world_size > 1 else dataset
+            self._train_data = (
+                dataset.shard(self.local_rank, self.world_size) if self.world_size > 1 else dataset
+            )
         return self._train_data
 
     @property
     def eval_data(self) -> MultiSceneDataset:
         if self._eval_data is None:
-            reader = self.dataparser.reader(self.dataparser.split_name("test"))
-            index = self.evaluation_index(reader)
-            keys = index.report_missing(reader.keys())
-            if self.config.max_eval_scenes is not None:
-                keys = keys[: self.config.max_eval_scenes]
-            self._eval_data = MultiSceneDataset(reader, index, self.options, scene_keys=keys)
+            self._eval_data = self.evaluation_dataset()
         return self._eval_data
+
+    def evaluation_dataset(self, index: EvaluationIndex | None = None) -> MultiSceneDataset:
+        """The test split's scenes of an evaluation index (default: the configured one), in index order."""
+        reader = self.dataparser.reader(self.dataparser.split_name("test"))
+        index = self.evaluation_index(reader) if index is None else index
+        keys = index.report_missing(reader.keys())
+        if self.config.max_eval_scenes is not None:
+            keys = keys[: self.config.max_eval_scenes]
+        return MultiSceneDataset(reader, index, self.options, scene_keys=keys)
 
     def evaluation_index(self, reader) -> EvaluationIndex:
         """The configured index, else the dataset's standard file, else one built by the original rule."""
@@ -240,9 +252,10 @@ class FeedForwardDataManager(DataManager):
     def next_eval_image(self, step: int) -> dict:
         return self.next_eval(step)
 
-    def benchmark_batches(self) -> _SizedBatches:
-        """Every evaluation scene once, in index order, as batches of one on the model's device."""
-        return _SizedBatches(self._loader(self.eval_data, False, 1), self.device)
+    def benchmark_batches(self, dataset: MultiSceneDataset | None = None) -> _SizedBatches:
+        """Every scene of an evaluation dataset (default: the configured index) once, in order, as
+        batches of one on the model's device."""
+        return _SizedBatches(self._loader(dataset or self.eval_data, False, 1), self.device)
 
     def display_scene_keys(self) -> list[str]:
         return self.display_reader.keys()
@@ -250,7 +263,9 @@ class FeedForwardDataManager(DataManager):
     def display_example(self, key: str, num_context: int) -> Example:
         dataset = self._display_dataset
         if key != self.display_scene or dataset is None:
-            dataset = MultiSceneDataset(self.display_reader, self._display_sampler(), self.options, scene_keys=[key])
+            dataset = MultiSceneDataset(
+                self.display_reader, self._display_sampler(), self.options, scene_keys=[key]
+            )
         return dataset.display_example(key, num_context)
 
     def display_context(self, key: str, num_context: int) -> dict:

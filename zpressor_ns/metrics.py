@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import torch
@@ -118,7 +118,9 @@ class LPIPS(nn.Module):
         state = torch.load(vgg16_weights, map_location="cpu", weights_only=True)
         features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
         if not features:
-            raise ValueError(f"{vgg16_weights} holds no 'features.*' tensors: not a torchvision VGG16 state dict")
+            raise ValueError(
+                f"{vgg16_weights} holds no 'features.*' tensors: not a torchvision VGG16 state dict"
+            )
         with torch.no_grad():
             for name, param in self.model.net.named_parameters():
                 # lpips names its trunk parameters slice<k>.<torchvision feature index>.<weight|bias>
@@ -132,7 +134,9 @@ class LPIPS(nn.Module):
             param.requires_grad_(False)
 
     def forward(
-        self, prediction: Float[Tensor, "*batch 3 height width"], target: Float[Tensor, "*batch 3 height width"]
+        self,
+        prediction: Float[Tensor, "*batch 3 height width"],
+        target: Float[Tensor, "*batch 3 height width"],
     ) -> Float[Tensor, "*batch"]:
         batch_shape = prediction.shape[:-3]
         x = prediction.reshape(-1, *prediction.shape[-3:])
@@ -155,7 +159,7 @@ def build_lpips(vgg16_weights: Path | None = None, purpose: str = "LPIPS") -> LP
     return LPIPS(path)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _warn_no_lpips(purpose: str) -> None:
     LOGGER.warning(
         "%s disabled: no VGG16 weights on this machine (looked for $ZPRESSOR_VGG16 and %s). "

@@ -78,7 +78,9 @@ class FeedForwardSplatModel(SplatfactoModel):
             report = load_pretrained(self.encoder, self.config.pretrained)
             LOGGER.info("loaded pretrained weights: %s", report)
         # LPIPS is a fixed metric network: kept out of the module tree so it is neither trained nor saved.
-        self.__dict__["lpips"] = metrics.build_lpips(self.config.vgg16_weights, purpose="LPIPS loss and metric")
+        self.__dict__["lpips"] = metrics.build_lpips(
+            self.config.vgg16_weights, purpose="LPIPS loss and metric"
+        )
         self.background_color = torch.tensor(self.config.background_color)
         self.crop_box: OrientedBox | None = None
         self.step = 0
@@ -98,7 +100,9 @@ class FeedForwardSplatModel(SplatfactoModel):
             num_anchors=num_anchors or self.config.num_anchors,
         )
 
-    def render(self, gaussians: Gaussians, views: dict[str, Tensor], image_shape: tuple[int, int]) -> RenderOutput:
+    def render(
+        self, gaussians: Gaussians, views: dict[str, Tensor], image_shape: tuple[int, int]
+    ) -> RenderOutput:
         return render_gaussians(
             gaussians,
             views["c2w"],
@@ -118,20 +122,29 @@ class FeedForwardSplatModel(SplatfactoModel):
         image_shape = tuple(target["image"].shape[-2:])
         encoded = self.encode(context)
         rendered = self.render(encoded, target, image_shape)
-        outputs = {"rgb": rendered.color, "depth": rendered.depth, "anchors": encoded.anchors, "encoded": encoded}
+        outputs = {
+            "rgb": rendered.color,
+            "depth": rendered.depth,
+            "anchors": encoded.anchors,
+            "encoded": encoded,
+        }
         if self.training and encoded.intermediate is not None:
             outputs["rgb_intermediate"] = self.render(encoded.intermediate, target, image_shape).color
         return outputs
 
     # ---- losses and metrics ------------------------------------------------------------------
-    def _image_loss(self, prediction: Tensor, target: Tensor, prefix: str, weight: float) -> dict[str, Tensor]:
+    def _image_loss(
+        self, prediction: Tensor, target: Tensor, prefix: str, weight: float
+    ) -> dict[str, Tensor]:
         terms = {f"{prefix}mse": weight * losses.mse_loss(prediction, target)}
         lpips = self._lpips()
         if lpips is not None and self.config.lpips_weight > 0:
             terms[f"{prefix}lpips"] = weight * self.config.lpips_weight * lpips(prediction, target).mean()
         return terms
 
-    def get_loss_dict(self, outputs: dict, batch: dict, metrics_dict: dict | None = None) -> dict[str, Tensor]:
+    def get_loss_dict(
+        self, outputs: dict, batch: dict, metrics_dict: dict | None = None
+    ) -> dict[str, Tensor]:
         target = batch["target"]["image"]
         loss = self._image_loss(outputs["rgb"], target, "", 1.0)
         latent = getattr(outputs["encoded"], "latent", None)
@@ -139,7 +152,9 @@ class FeedForwardSplatModel(SplatfactoModel):
             loss["ib"] = self.config.ib_weight * losses.information_bottleneck_kl(latent)
         if "rgb_intermediate" in outputs and self.config.intermediate_weight > 0:
             loss.update(
-                self._image_loss(outputs["rgb_intermediate"], target, "intermediate_", self.config.intermediate_weight)
+                self._image_loss(
+                    outputs["rgb_intermediate"], target, "intermediate_", self.config.intermediate_weight
+                )
             )
         return loss
 
@@ -156,7 +171,9 @@ class FeedForwardSplatModel(SplatfactoModel):
             scores["lpips"] = lpips(prediction, target)
         return scores
 
-    def get_image_metrics_and_images(self, outputs: dict, batch: dict) -> tuple[dict[str, float], dict[str, Tensor]]:
+    def get_image_metrics_and_images(
+        self, outputs: dict, batch: dict
+    ) -> tuple[dict[str, float], dict[str, Tensor]]:
         prediction, target = outputs["rgb"][0], batch["target"]["image"][0]
         scores = {k: float(v.mean()) for k, v in self.score_views(prediction, target).items()}
         # One row per target view: ground truth | prediction, as [H, W, 3] for the writers.
@@ -176,7 +193,9 @@ class FeedForwardSplatModel(SplatfactoModel):
     # ---- parameters, state, callbacks ----------------------------------------------------------
     def get_param_groups(self) -> dict[str, list]:
         """One Nerfstudio group with two torch groups: the pretrained ViT and the rest (see optim.py)."""
-        vit_ids = {id(p) for m in self.encoder.modules() if isinstance(m, VisionTransformer) for p in m.parameters()}
+        vit_ids = {
+            id(p) for m in self.encoder.modules() if isinstance(m, VisionTransformer) for p in m.parameters()
+        }
         pretrained = [p for p in self.encoder.parameters() if id(p) in vit_ids]
         main = [p for p in self.encoder.parameters() if id(p) not in vit_ids]
         groups = [{"params": main, "name": "main"}]
@@ -214,7 +233,9 @@ class FeedForwardSplatModel(SplatfactoModel):
         return gaussians
 
     @torch.no_grad()
-    def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> dict[str, Tensor]:
+    def get_outputs_for_camera(
+        self, camera: Cameras, obb_box: OrientedBox | None = None
+    ) -> dict[str, Tensor]:
         if self.display_gaussians is None:
             raise RuntimeError("no scene is cached: the pipeline predicts one before the viewer renders")
         camera = camera.to(self.device)

@@ -58,7 +58,11 @@ class SplitLRAdamWConfig(OptimizerConfig):
         for group in params:
             if not isinstance(group, dict):  # a plain parameter list: one group at ``lr``
                 return self._target(
-                    params, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm
+                    params,
+                    lr=self.lr,
+                    eps=self.eps,
+                    weight_decay=self.weight_decay,
+                    max_grad_norm=self.max_grad_norm,
                 )
             lr = self.pretrained_lr if group.get("name") == "pretrained" else self.lr
             groups.append({**group, "lr": lr})
@@ -68,7 +72,11 @@ class SplitLRAdamWConfig(OptimizerConfig):
 
 
 def one_cycle_factor(
-    step: int, total_steps: int, pct_start: float = 0.01, div_factor: float = 25.0, final_div_factor: float = 1e4
+    step: int,
+    total_steps: int,
+    pct_start: float = 0.01,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
 ) -> float:
     """Learning-rate multiplier of PyTorch's OneCycleLR (cosine, three-phase off) relative to max_lr."""
     initial = 1.0 / div_factor

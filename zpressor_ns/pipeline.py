@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from PIL import Image
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
+from zpressor_ns.data.dataset import MultiSceneDataset
 from zpressor_ns.datamanager import FeedForwardDataManager, FeedForwardDataManagerConfig
 from zpressor_ns.metrics import mean_and_std
 from zpressor_ns.model import FeedForwardModelConfig, FeedForwardSplatModel
@@ -76,7 +78,9 @@ class FeedForwardPipeline(Pipeline):
         if world_size > 1:
             self._model = typing.cast(
                 Model,
-                DDP(self._model, device_ids=[local_rank], find_unused_parameters=config.find_unused_parameters),
+                DDP(
+                    self._model, device_ids=[local_rank], find_unused_parameters=config.find_unused_parameters
+                ),
             )
             dist.barrier(device_ids=[local_rank])
         # Viewer controls (installed by Nerfstudio's viewer under "Custom Elements").
@@ -156,16 +160,34 @@ class FeedForwardPipeline(Pipeline):
 
     @torch.no_grad()
     def evaluate_scenes(
-        self, output_path: Path | None = None, num_anchors: int | None = None, progress: bool = True
+        self,
+        output_path: Path | None = None,
+        dataset: MultiSceneDataset | None = None,
+        num_anchors: int | None = None,
+        progress: bool = True,
+        timed: bool = False,
     ) -> dict[str, dict[str, float]]:
+        """Per-scene mean PSNR/SSIM(/LPIPS) over the targets of every evaluation scene.
+
+        With ``timed``, each scene also gets ``encoder_ms`` and ``render_ms`` (all its targets; device
+        synchronised) and ``gaussians``.
+        """
         per_scene: dict[str, dict[str, float]] = {}
-        loader = self.datamanager.benchmark_batches()
+        loader = self.datamanager.benchmark_batches(dataset)
         for batch in tqdm(loader, total=len(loader), desc="evaluating scenes", disable=not progress):
+            image_shape = tuple(batch["target"]["image"].shape[-2:])
+            clock = _Stopwatch(self.device, enabled=timed)
             encoded = self.model.encode(batch["context"], num_anchors)
-            rendered = self.model.render(encoded, batch["target"], tuple(batch["target"]["image"].shape[-2:]))
+            encoder_ms = clock.lap()
+            rendered = self.model.render(encoded, batch["target"], image_shape)
+            render_ms = clock.lap()
             scores = self.model.score_views(rendered.color[0], batch["target"]["image"][0])
             scene = batch["scene"][0]
             per_scene[scene] = {k: float(v.mean()) for k, v in scores.items()}
+            if timed:
+                per_scene[scene].update(
+                    encoder_ms=encoder_ms, render_ms=render_ms, gaussians=float(encoded.means.shape[1])
+                )
             if output_path is not None:
                 self._save_renders(output_path, scene, batch, rendered.color[0])
         return per_scene
@@ -235,3 +257,23 @@ class FeedForwardPipeline(Pipeline):
 
     def get_param_groups(self):
         return {**self.datamanager.get_param_groups(), **self.model.get_param_groups()}
+
+
+class _Stopwatch:
+    """Wall-clock laps in milliseconds, synchronising CUDA first so kernels are counted."""
+
+    def __init__(self, device: torch.device, enabled: bool = True) -> None:
+        self.device, self.enabled = torch.device(device), enabled
+        self.last = self._now()
+
+    def _now(self) -> float:
+        if not self.enabled:
+            return 0.0
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def lap(self) -> float:
+        now = self._now()
+        elapsed, self.last = (now - self.last) * 1000.0, now
+        return elapsed

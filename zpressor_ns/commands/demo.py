@@ -18,7 +18,9 @@ DESCRIPTION = __doc__
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", type=Path, default=Path("demo_output"), help="folder for everything written")
+    parser.add_argument(
+        "--output", type=Path, default=Path("demo_output"), help="folder for everything written"
+    )
     parser.add_argument("--method", default="zpressor-depthsplat-small", help="registered method to train")
     parser.add_argument("--steps", type=int, default=300, help="training steps")
     parser.add_argument("--eval-views", type=int, default=6, help="context views of the evaluation index")
@@ -42,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     data = out / "data"
     if not (data / "synthetic.json").exists():
         print("[1/4] writing synthetic scenes")
-        synthetic = SyntheticConfig(seed=args.seed, layouts=("re10k",), eval_context_views=(args.eval_views, 12))
+        synthetic = SyntheticConfig(
+            seed=args.seed, layouts=("re10k",), eval_context_views=(args.eval_views, 12)
+        )
         summary = make_synthetic(data, synthetic)
         print(summary.describe())
     else:
@@ -50,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     index = _index_file(data / "re10k" / "evaluation", args.eval_views)
 
     if args.method not in all_methods:
-        print(f"unknown method {args.method!r}; registered: {sorted(m for m in all_methods if 'depthsplat' in m)}")
+        print(
+            f"unknown method {args.method!r}; registered: {sorted(m for m in all_methods if 'depthsplat' in m)}"
+        )
         return 2
     config = copy.deepcopy(all_methods[args.method])
     config.machine.device_type = "cuda" if torch.cuda.is_available() else "cpu"
@@ -76,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
 
     print("[3/4] evaluating on", index)
     config_path = config.get_base_dir() / "config.yml"
-    ComputePSNR(load_config=config_path, output_path=out / "eval.json", render_output_path=out / "renders").main()
+    ComputePSNR(
+        load_config=config_path, output_path=out / "eval.json", render_output_path=out / "renders"
+    ).main()
     results = json.loads((out / "eval.json").read_text())["results"]
     print("      " + ", ".join(f"{k} {v:.4f}" for k, v in results.items() if not k.endswith("_std")))
 
@@ -84,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     _, pipeline, _, _ = eval_setup(config_path, test_mode="test")
     print(pipeline.datamanager.display_scene)
     gif = render_flythrough(pipeline, out / "flythrough", num_frames=args.frames)
-    print(f"done: run {config.get_base_dir()}, scores {out / 'eval.json'}, renders {out / 'renders'}, video {gif}")
+    print(
+        f"done: run {config.get_base_dir()}, scores {out / 'eval.json'}, renders {out / 'renders'}, video {gif}"
+    )
     return 0
 
 
