@@ -244,17 +244,15 @@ def _compiled_flex_attention() -> Callable[..., Tensor]:
     return torch.compile(flex_attention)
 
 
-def _block_coverage(
-    length: int, tokens_per_item: int, items: int, block_size: int, device: torch.device
-) -> tuple[Float[Tensor, "block item"], Bool[Tensor, " block"]]:
-    """Which items (anchors or views, ``tokens_per_item`` consecutive tokens each) every tile touches,
-    and whether the tile lies entirely inside the sequence."""
+def _block_items(
+    length: int, tokens_per_item: int, block_size: int, device: torch.device
+) -> tuple[Int[Tensor, " block"], Int[Tensor, " block"], Bool[Tensor, " block"]]:
+    """First and last item (anchor or view, ``tokens_per_item`` consecutive tokens each) that every tile
+    touches, and whether the tile lies entirely inside the sequence."""
     blocks = -(-length // block_size)
     start = torch.arange(blocks, device=device) * block_size
     last = torch.clamp(start + block_size, max=length) - 1
-    item = torch.arange(items, device=device)
-    cover = (item >= (start // tokens_per_item)[:, None]) & (item <= (last // tokens_per_item)[:, None])
-    return cover.to(torch.float64), start + block_size <= length
+    return start // tokens_per_item, last // tokens_per_item, start + block_size <= length
 
 
 def _ordered_blocks(
@@ -277,15 +275,24 @@ def support_block_mask(
     """
     _, anchors, views = is_support.shape
     device = is_support.device
-    query_cover, query_inside = _block_coverage(
-        anchors * tokens_per_view, tokens_per_view, anchors, block_size, device
+    query_first, query_last, query_inside = _block_items(
+        anchors * tokens_per_view, tokens_per_view, block_size, device
     )
-    key_cover, key_inside = _block_coverage(
-        views * tokens_per_view, tokens_per_view, views, block_size, device
+    key_first, key_last, key_inside = _block_items(
+        views * tokens_per_view, tokens_per_view, block_size, device
     )
-    # float64 keeps the pair counts exact (TF32 could round them on CUDA).
-    hits = query_cover @ is_support.to(torch.float64) @ key_cover.T
-    pairs = query_cover.sum(dim=1)[:, None] * key_cover.sum(dim=1)[None, :]
+    # Support pairs inside every (anchor range x view range) rectangle from 2-D prefix sums: memory of
+    # the tile grid, not of tiles x views (which grows as views squared).
+    prefix = F.pad(is_support.long().cumsum(dim=1).cumsum(dim=2), (1, 0, 1, 0))
+    rows_end, rows_start = (query_last + 1)[:, None], query_first[:, None]
+    cols_end, cols_start = (key_last + 1)[None, :], key_first[None, :]
+    hits = (
+        prefix[:, rows_end, cols_end]
+        - prefix[:, rows_start, cols_end]
+        - prefix[:, rows_end, cols_start]
+        + prefix[:, rows_start, cols_start]
+    )
+    pairs = (query_last - query_first + 1)[:, None] * (key_last - key_first + 1)[None, :]
     full = (hits == pairs) & query_inside[:, None] & key_inside[None, :]
     partial = (hits > 0) & ~full
     num_partial, partial_index = _ordered_blocks(partial)

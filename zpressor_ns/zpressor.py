@@ -10,7 +10,9 @@ Three steps (paper Sec. 3, with the original code's exact choices):
 
 A pose-free variant clusters views by a per-view token with k-means instead of steps 1-2.
 The pieces are plain functions (``select_anchors``, ``assign_to_anchors``, ``kmeans_anchors``,
-``gather_views``) so encoders can keep only the anchors' images, cameras and auxiliary tensors.
+``gather_views``) so encoders can keep only the anchors' images, cameras and auxiliary tensors, and
+``ZPressor.cluster`` needs only the cameras, so an encoder can choose the anchors before it computes any
+feature (``forward(..., clustering=...)`` then reuses them).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from zpressor_ns.attention import (
 )
 
 FirstAnchor = Literal["farthest", "random"]
+# (anchors [batch, anchor] view indices, clusters [batch, view] anchor slots).
+Clustering = tuple[Int[Tensor, "batch anchor"], Int[Tensor, "batch view"]]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -350,10 +354,18 @@ class ZPressor(nn.Module):
         *,
         tokens: Float[Tensor, "batch view feature"] | None = None,
         generator: torch.Generator | None = None,
+        clustering: Clustering | None = None,
     ) -> ZPressorOutput:
         """Fuse ``features`` into ``num_anchors`` anchors chosen from camera centres (OpenCV c2w), or from
-        ``tokens`` by k-means when given (pose-free clustering; then ``c2w`` is not used)."""
-        anchors, clusters = self.choose_anchors(features, c2w, num_anchors, tokens, generator)
+        ``tokens`` by k-means when given (pose-free clustering; then ``c2w`` is not used).
+
+        ``clustering`` (from :meth:`cluster`) skips the selection: an encoder that streams its views
+        chooses the anchors from the cameras before any feature exists.
+        """
+        if clustering is None:
+            anchors, clusters = self.choose_anchors(features, c2w, num_anchors, tokens, generator)
+        else:
+            anchors, clusters = self._check_clustering(features, clustering, num_anchors)
         batch, views, channels, height, width = features.shape
         kernel = choose_kernel(self.config.attention_backend, features.device)
         is_support = support_sets(anchors, clusters)
@@ -374,25 +386,55 @@ class ZPressor(nn.Module):
         num_anchors: int,
         tokens: Float[Tensor, "batch view feature"] | None,
         generator: torch.Generator | None,
-    ) -> tuple[Int[Tensor, "batch anchor"], Int[Tensor, "batch view"]]:
-        if features.dim() != 5 or features.shape[2] != self.config.dim:
-            raise ValueError(
-                f"ZPressor expects features [batch, view, {self.config.dim}, height, width], "
-                f"got {tuple(features.shape)}"
-            )
+    ) -> Clustering:
+        self._check_features(features)
         batch, views = features.shape[:2]
-        _check_num_anchors(num_anchors, views)
+        if c2w is not None and tokens is None and c2w.shape != (batch, views, 4, 4):
+            raise ValueError(f"c2w must be [{batch}, {views}, 4, 4], got {tuple(c2w.shape)}")
+        if tokens is not None and (tokens.dim() != 3 or tokens.shape[:2] != (batch, views)):
+            raise ValueError(f"tokens must be [{batch}, {views}, F], got {tuple(tokens.shape)}")
+        return self.cluster(c2w, num_anchors, tokens=tokens, generator=generator)
+
+    def cluster(
+        self,
+        c2w: Float[Tensor, "batch view 4 4"] | None,
+        num_anchors: int,
+        *,
+        tokens: Float[Tensor, "batch view feature"] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Clustering:
+        """Anchors and clusters from the cameras alone (or from ``tokens`` by k-means), before any feature."""
         if tokens is not None:
-            if tokens.dim() != 3 or tokens.shape[:2] != (batch, views):
-                raise ValueError(f"tokens must be [{batch}, {views}, F], got {tuple(tokens.shape)}")
+            if tokens.dim() != 3:
+                raise ValueError(f"tokens must be [batch, view, F], got {tuple(tokens.shape)}")
+            _check_num_anchors(num_anchors, tokens.shape[1])
             return kmeans_anchors(tokens, num_anchors, seed=self.config.kmeans_seed)
         if c2w is None:
             raise ValueError("ZPressor needs camera poses (c2w) or per-view tokens for pose-free clustering")
-        if c2w.shape != (batch, views, 4, 4):
-            raise ValueError(f"c2w must be [{batch}, {views}, 4, 4], got {tuple(c2w.shape)}")
+        if c2w.dim() != 4 or c2w.shape[-2:] != (4, 4):
+            raise ValueError(f"c2w must be [batch, view, 4, 4], got {tuple(c2w.shape)}")
+        _check_num_anchors(num_anchors, c2w.shape[1])
         centres = c2w[..., :3, 3]
         # One host sync per forward (skipped under torch.compile): bad poses must not cluster silently.
         if not torch.compiler.is_compiling() and not bool(torch.isfinite(centres).all()):
             raise ValueError("camera centres (c2w translations) contain NaN or inf; check the input poses")
         anchors = select_anchors(centres, num_anchors, self.config.first_anchor, generator)
         return anchors, assign_to_anchors(centres, anchors)
+
+    def _check_features(self, features: Tensor) -> None:
+        if features.dim() != 5 or features.shape[2] != self.config.dim:
+            raise ValueError(
+                f"ZPressor expects features [batch, view, {self.config.dim}, height, width], "
+                f"got {tuple(features.shape)}"
+            )
+
+    def _check_clustering(self, features: Tensor, clustering: Clustering, num_anchors: int) -> Clustering:
+        self._check_features(features)
+        anchors, clusters = clustering
+        batch, views = features.shape[:2]
+        if anchors.shape != (batch, num_anchors) or clusters.shape != (batch, views):
+            raise ValueError(
+                f"clustering must be anchors [{batch}, {num_anchors}] and clusters [{batch}, {views}], got "
+                f"{tuple(anchors.shape)} and {tuple(clusters.shape)}"
+            )
+        return anchors, clusters

@@ -7,6 +7,23 @@ over the nearest anchors, DINOv2 features, inverse-depth cost volume, depth regr
 refinement to full-resolution inverse depth, feature upsampler, Gaussian regressor U-Net and head,
 then pixel Gaussians in the world frame (``zpressor_ns.gaussian_adapter``).
 
+Streaming the views (beyond the paper; same numbers as running all views at once). Anchors and clusters
+depend on the camera centres alone, so they are chosen first. The per-view stages then run on
+``view_chunk`` views at a time, anchors first: the anchors keep all three CNN scales (the cost volume
+concat, the DPT head and the feature upsampler read them); every view keeps only its position-coded
+1/8 map, ZPressor's input. The original instead holds every view's CNN activations at once (~40 MB per
+view at 256x448).
+
+ZPressor's cross-attention reads the ORIGINAL support maps in all of its layers, so they are kept, not
+streamed through an online softmax (which would have to run the CNN or the chunk loop once per layer).
+The arithmetic at 256x448 (paper widths, C = 128 on a 32x56 grid) says keeping them is cheap:
+1792 x 128 x 4 B = 0.92 MB per view in fp32, plus one layer's keys and values at a time in the
+attention's dtype (0.92 MB per view in bf16 on CUDA), next to the 1.38 MB of the input image itself:
+about 1.6 GB of the 6 GB at 500 views, freed before the anchor stages run. The CNN's working set is that
+of one chunk (5 half-resolution maps of 64 channels: 0.3 KB per pixel per view, 0.6 GB for 16 views).
+What remains is set by the anchors, not the views: ``memory_budget`` models it and picks the number of
+anchors that fits a budget (``num_anchors="auto"``).
+
 Module names here are this project's; ``zpressor_ns.checkpoints.import_official`` maps the original
 checkpoint keys onto them.
 """
@@ -14,12 +31,14 @@ checkpoint keys onto them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int64
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from zpressor_ns.backbones.cnn import CNNEncoder
 from zpressor_ns.backbones.cost_volume import inverse_depth_candidates, nearest_views, plane_sweep_cost_volume
@@ -30,7 +49,7 @@ from zpressor_ns.backbones.unet import UNET_PRESETS, UNet, UNetConfig
 from zpressor_ns.backbones.vit import VIT_PRESETS, VisionTransformer, ViTConfig
 from zpressor_ns.gaussian_adapter import PixelGaussians, decode_pixel_gaussians, num_gaussian_channels
 from zpressor_ns.gaussians import Gaussians
-from zpressor_ns.zpressor import ZPressor, gather_views
+from zpressor_ns.zpressor import Clustering, ZPressor, gather_views
 
 # The CNN's coarsest stride; the depth is predicted on this grid and refined x8.
 FEATURE_STRIDE = 8
@@ -69,8 +88,18 @@ class DepthSplatConfig:
     feature_upsampler_channels: int = 128
     sh_degree: int = 4
     scale_max: float = 0.3
+    # Views per pass through the per-view stages (CNN, position code): bounds their working memory.
+    view_chunk: int = 16
+    # Training only: recompute each chunk's CNN activations in the backward pass instead of storing them.
+    checkpoint_view_chunks: bool = False
+    # GPU memory (GB) that ``num_anchors="auto"`` fits the anchors into (see ``memory_budget``).
+    memory_budget_gb: float | None = None
 
     def __post_init__(self) -> None:
+        if self.view_chunk < 1:
+            raise ValueError(f"view_chunk must be at least 1, got {self.view_chunk}")
+        if self.memory_budget_gb is not None and self.memory_budget_gb <= 0:
+            raise ValueError(f"memory_budget_gb must be positive, got {self.memory_budget_gb}")
         cnn_outputs = (*self.cnn_channels[:2], self.feature_channels)
         if tuple(self.dpt.cnn_channels) != cnn_outputs:
             raise ValueError(f"DPT expects CNN widths {self.dpt.cnn_channels}, the CNN gives {cnn_outputs}")
@@ -158,6 +187,42 @@ class DepthPrediction:
     match_prob: Float[Tensor, "batch_anchor candidate h8 w8"]
     # 1/8 CNN, multi-view transformer and ViT features, the feature upsampler's input.
     features: tuple[Tensor, Tensor, Tensor]
+
+
+@dataclass
+class ViewFeatures:
+    """What the per-view stages give a set of views: the CNN's three scales and the position-coded 1/8 map."""
+
+    half: Float[Tensor, "batch view c1 h2 w2"]
+    quarter: Float[Tensor, "batch view c2 h4 w4"]
+    eighth: Float[Tensor, "batch view channel h8 w8"]
+    positioned: Float[Tensor, "batch view channel h8 w8"]
+
+    def tensors(self) -> tuple[Tensor, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    @classmethod
+    def empty(cls, like: ViewFeatures, views: int) -> ViewFeatures:
+        """Uninitialised storage for ``views`` views shaped like ``like``'s."""
+        return cls(*(x.new_empty(x.shape[0], views, *x.shape[2:]) for x in like.tensors()))
+
+    def write(self, start: int, chunk: ViewFeatures, count: int) -> None:
+        """Copy the first ``count`` views of ``chunk`` to views ``start:start + count`` (a copy, not a
+        slice, so nothing keeps the rest of the chunk alive)."""
+        for target, source in zip(self.tensors(), chunk.tensors(), strict=True):
+            target[:, start : start + count] = source[:, :count]
+
+
+def anchors_first(anchors: Int64[Tensor, "batch anchor"], views: int) -> Int64[Tensor, "batch view"]:
+    """Every batch element's views, its anchors first (in FPS order), then the others in input order.
+
+    Anchors are distinct views, so positions below K are anchors in every batch element alike and a chunk
+    of this order splits into anchors and supports without any host sync.
+    """
+    is_anchor = torch.zeros(anchors.shape[0], views, dtype=torch.uint8, device=anchors.device)
+    is_anchor.scatter_(1, anchors, 1)
+    others = torch.sort(is_anchor, dim=1, stable=True).indices[:, : views - anchors.shape[1]]
+    return torch.cat((anchors, others), dim=1)
 
 
 class ConvUNetRegressor(nn.Module):
@@ -279,40 +344,47 @@ class DepthSplatEncoder(nn.Module):
         intrinsics: Float[Tensor, "batch view 3 3"],
         near: Float[Tensor, "batch view"],
         far: Float[Tensor, "batch view"],
-        num_anchors: int | None = None,
+        num_anchors: int | Literal["auto"] | None = None,
     ) -> EncoderOutput:
         """Gaussians of the anchors, ordered anchor-major (FPS order), then pixels row-major.
 
         ``images`` in [0, 1]; ``c2w`` OpenCV camera-to-world; ``intrinsics`` normalised; ``near``/``far``
-        the depth range in world units. ``num_anchors`` overrides the configured anchor count.
+        the depth range in world units. ``num_anchors`` overrides the configured anchor count; ``"auto"``
+        takes the most anchors that fit the configured ``memory_budget_gb``.
         """
         self._check_inputs(images, c2w, intrinsics, near, far)
         cfg = self.config
         b, v, _, h, w = images.shape
-        normalised = (images - self.image_mean) / self.image_std
-        half, quarter, eighth = (f.unflatten(0, (b, v)) for f in self.cnn(normalised.flatten(0, 1)))
-        transformer_in = add_window_position(eighth, cfg.attention_splits)
 
         anchors = clusters = None
         if self.zpressor is not None:
-            k = cfg.num_anchors if num_anchors is None else num_anchors
-            compressed = self.zpressor(transformer_in, c2w, k)
-            anchors, clusters = compressed.anchors, compressed.clusters
-            transformer_in = compressed.features
-            images, normalised, c2w, intrinsics, near, far, half, quarter, eighth = (
-                gather_views(x, anchors)
-                for x in (images, normalised, c2w, intrinsics, near, far, half, quarter, eighth)
+            k = self._num_anchors(num_anchors, b, v, h, w)
+            # Anchors depend on the cameras alone: choose them before any image is processed.
+            anchors, clusters = self.zpressor.cluster(c2w, k)
+            features, transformer_in = self._compress(images, c2w, (anchors, clusters))
+            images, c2w, intrinsics, near, far = (
+                gather_views(x, anchors) for x in (images, c2w, intrinsics, near, far)
             )
-        elif num_anchors is not None and num_anchors != v:
-            raise ValueError(
-                "num_anchors only applies to the ZPressor encoder; without it every view is kept"
-            )
+        else:
+            if num_anchors is not None and num_anchors != v:
+                raise ValueError(
+                    "num_anchors only applies to the ZPressor encoder; without it every view is kept"
+                )
+            features, _ = self._encode_views(images, None, v)
+            transformer_in = features.positioned
         k = images.shape[1]
-        if k < 2:
-            raise ValueError("DepthSplat needs at least 2 anchors (the cost volume matches across views)")
+        normalised = (images - self.image_mean) / self.image_std
 
         depth = self._predict_depth(
-            transformer_in, normalised, half, quarter, eighth, c2w, intrinsics, near, far
+            transformer_in,
+            normalised,
+            features.half,
+            features.quarter,
+            features.eighth,
+            c2w,
+            intrinsics,
+            near,
+            far,
         )
 
         latent = self.feature_upsampler(torch.cat(depth.features, dim=1))
@@ -342,6 +414,104 @@ class DepthSplatEncoder(nn.Module):
             intermediate=intermediate,
             clusters=clusters,
         )
+
+    def weight_bytes(self) -> int:
+        """Bytes of the parameters and buffers (the fixed part of the memory model)."""
+        tensors = (*self.parameters(), *self.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def _num_anchors(
+        self, requested: int | Literal["auto"] | None, batch: int, views: int, height: int, width: int
+    ) -> int:
+        if requested is None:
+            k = self.config.num_anchors
+        elif requested == "auto":
+            if self.config.memory_budget_gb is None:
+                raise ValueError(
+                    'num_anchors="auto" picks the anchor count from a memory budget: set memory_budget_gb '
+                    "in the encoder's DepthSplatConfig"
+                )
+            # Imported here: memory_budget reads this module's constants and configuration.
+            from zpressor_ns.backbones.memory_budget import anchors_for_budget
+
+            k = anchors_for_budget(
+                self.config,
+                views,
+                height,
+                width,
+                self.config.memory_budget_gb,
+                weight_bytes=self.weight_bytes(),
+                batch=batch,
+            )
+        else:
+            k = requested
+        if k < 2:
+            raise ValueError("DepthSplat needs at least 2 anchors (the cost volume matches across views)")
+        return k
+
+    def _compress(
+        self,
+        images: Float[Tensor, "batch view 3 height width"],
+        c2w: Float[Tensor, "batch view 4 4"],
+        clustering: Clustering,
+    ) -> tuple[ViewFeatures, Float[Tensor, "batch anchor channel h8 w8"]]:
+        """Per-view stages in chunks, then ZPressor: the anchors' CNN features and their fused 1/8 maps.
+
+        The supports' maps die when this returns (under inference), before the anchor stages run.
+        """
+        anchors, _ = clustering
+        k = anchors.shape[1]
+        kept, positioned = self._encode_views(images, anchors_first(anchors, images.shape[1]), k)
+        return kept, self.zpressor(positioned, c2w, k, clustering=clustering).features
+
+    def _encode_views(
+        self,
+        images: Float[Tensor, "batch view 3 height width"],
+        order: Int64[Tensor, "batch view"] | None,
+        keep: int,
+    ) -> tuple[ViewFeatures, Float[Tensor, "batch view channel h8 w8"] | None]:
+        """The per-view stages, ``view_chunk`` views at a time, taken in ``order`` (input order if None).
+
+        Returns every output of the first ``keep`` views of the order and, when ``order`` is given, all
+        views' position-coded 1/8 maps in input order (ZPressor's input). Nothing else of a chunk outlives
+        it; under autograd the copies below pass gradients through.
+        """
+        b, v = images.shape[:2]
+        batch_index = torch.arange(b, device=images.device)[:, None]
+        kept = positioned = None
+        for start in range(0, v, self.config.view_chunk):
+            stop = min(start + self.config.view_chunk, v)
+            index = None if order is None else order[:, start:stop]
+            chunk = self._chunk_features(
+                images[:, start:stop] if index is None else gather_views(images, index)
+            )
+            if start < keep:
+                kept = ViewFeatures.empty(chunk, keep) if kept is None else kept
+                kept.write(start, chunk, min(stop, keep) - start)
+            if index is not None:
+                if positioned is None:
+                    positioned = chunk.positioned.new_empty(b, v, *chunk.positioned.shape[2:])
+                positioned[batch_index, index] = chunk.positioned
+        return kept, positioned
+
+    def _chunk_features(self, images: Float[Tensor, "batch view 3 height width"]) -> ViewFeatures:
+        if self.training and self.config.checkpoint_view_chunks and torch.is_grad_enabled():
+            return ViewFeatures(*checkpoint(self._view_features, images, use_reentrant=False))
+        return ViewFeatures(*self._view_features(images))
+
+    def _view_features(
+        self, images: Float[Tensor, "batch view 3 height width"]
+    ) -> tuple[
+        Float[Tensor, "batch view c1 h2 w2"],
+        Float[Tensor, "batch view c2 h4 w4"],
+        Float[Tensor, "batch view channel h8 w8"],
+        Float[Tensor, "batch view channel h8 w8"],
+    ]:
+        """ImageNet normalisation, CNN and window position code: everything that runs on every view."""
+        b, n = images.shape[:2]
+        normalised = (images - self.image_mean) / self.image_std
+        half, quarter, eighth = (f.unflatten(0, (b, n)) for f in self.cnn(normalised.flatten(0, 1)))
+        return half, quarter, eighth, add_window_position(eighth, self.config.attention_splits)
 
     def _predict_depth(
         self,
