@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,11 @@ from zpressor_ns.data.eval_index import EvaluationIndex, build_evaluation_index,
 from zpressor_ns.data.samplers import BoundedSampler, SceneTooShort, farthest_point_order
 from zpressor_ns.data.scene import Scene, SceneError
 
-EVAL_INDEX = Path(__file__).resolve().parents[2] / "shared" / "eval_index"
+# ../shared beside the checkout (as CI has it), or $ZPRESSOR_SHARED_DIR.
+EVAL_INDEX = (
+    Path(os.environ.get("ZPRESSOR_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
+    / "eval_index"
+)
 
 
 def line_of_cameras(num_frames: int) -> torch.Tensor:
