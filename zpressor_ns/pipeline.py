@@ -8,6 +8,7 @@ checkpoints strictly, and keeps the viewer's cached scene fresh.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from zpressor_ns.data.dataset import MultiSceneDataset
+from zpressor_ns.data.scene import SceneError
 from zpressor_ns.datamanager import FeedForwardDataManager, FeedForwardDataManagerConfig
 from zpressor_ns.metrics import mean_and_std
 from zpressor_ns.model import FeedForwardModelConfig, FeedForwardSplatModel
@@ -84,7 +86,7 @@ class FeedForwardPipeline(Pipeline):
             )
             dist.barrier(device_ids=[local_rank])
         # Viewer controls (installed by Nerfstudio's viewer under "Custom Elements").
-        self.viewer_control = ViewerControl()
+        self.viewer_control = _ViewerHook(on_ready=self._draw_display_cameras)
         scenes = self.datamanager.display_scene_keys()
         self.scene_dropdown = ViewerDropdown(
             "Scene", self.datamanager.display_scene, scenes, cb_hook=lambda _: self._on_display_change()
@@ -221,26 +223,33 @@ class FeedForwardPipeline(Pipeline):
 
     def refresh_display(self, step: int | None = None) -> None:
         """Predict the displayed scene from its context views and draw its anchor cameras."""
-        context = self.datamanager.display_context(self.scene_dropdown.value, int(self.context_slider.value))
-        gaussians = self.model.set_display_scene(context)
-        self._draw_anchor_cameras(context, gaussians.anchors)
+        self._display_context = self.datamanager.display_context(
+            self.scene_dropdown.value, int(self.context_slider.value)
+        )
+        self.model.set_display_scene(self._display_context)
+        self._draw_display_cameras()
 
     def _on_display_change(self) -> None:
+        """Viewer callback: predict the chosen scene with the chosen number of context views."""
         viewer = getattr(self.viewer_control, "viewer", None)
-        lock = getattr(viewer, "train_lock", None)
-        if lock is None:
-            self.refresh_display()
-            return
+        lock = getattr(viewer, "train_lock", None) or contextlib.nullcontext()
         with lock:
-            self.refresh_display()
+            try:
+                self.refresh_display()
+            except SceneError as error:  # e.g. more context views than the scene has frames
+                LOGGER.warning("cannot display %s: %s", self.scene_dropdown.value, error)
 
-    def _draw_anchor_cameras(self, context: dict, anchors: torch.Tensor | None) -> None:
+    def _draw_display_cameras(self) -> None:
+        """Anchor and support frustums of the displayed scene (once the viewer is up)."""
         server = getattr(self.viewer_control, "viser_server", None)
-        if server is None:
+        gaussians = self.model.display_gaussians
+        if server is None or gaussians is None:
             return
         from zpressor_ns.viewer_cameras import draw_context_cameras
 
-        self._camera_handles = draw_context_cameras(server, context, anchors, self._camera_handles)
+        self._camera_handles = draw_context_cameras(
+            server, self._display_context, gaussians.anchors, self._camera_handles
+        )
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes):
         callbacks = self.datamanager.get_training_callbacks(training_callback_attributes)
@@ -277,3 +286,15 @@ class _Stopwatch:
         now = self._now()
         elapsed, self.last = (now - self.last) * 1000.0, now
         return elapsed
+
+
+class _ViewerHook(ViewerControl):
+    """Nerfstudio's handle on the viewer, calling back once the viewer has set it up."""
+
+    def __init__(self, on_ready) -> None:
+        super().__init__()
+        self._on_ready = on_ready
+
+    def _setup(self, viewer) -> None:
+        super()._setup(viewer)
+        self._on_ready()
