@@ -140,3 +140,25 @@ def test_loading_a_checkpoint_of_another_method_is_refused(
     other.load_dir = trained_run.get_checkpoint_dir()
     with pytest.raises(RuntimeError, match="does not match this model"):
         train_loop(local_rank=0, world_size=1, config=other)
+
+
+def test_model_starts_from_given_weights_and_refuses_mismatched_ones(tmp_path):
+    from nerfstudio.data.scene_box import SceneBox
+
+    from zpressor_ns.backbones import build_encoder
+    from zpressor_ns.model import FeedForwardModelConfig
+
+    torch.manual_seed(3)
+    source = build_encoder("zpressor-depthsplat", "small")
+    path = tmp_path / "converted.pt"
+    torch.save(source.state_dict(), path)
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    model = FeedForwardModelConfig(method="zpressor-depthsplat", preset="small", pretrained=path).setup(
+        scene_box=box, num_train_data=1
+    )
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[name], tensor), name
+    with pytest.raises(ValueError, match="does not fit"):
+        FeedForwardModelConfig(method="depthsplat", preset="small", pretrained=path).setup(
+            scene_box=box, num_train_data=1
+        )

@@ -73,10 +73,10 @@ class FeedForwardSplatModel(SplatfactoModel):
         Model.populate_modules(self)  # not Splatfacto's: no per-scene Gaussians, strategy or LPIPS download
         self.encoder = build_encoder(self.config.method, self.config.preset)
         if self.config.pretrained is not None:
-            from zpressor_ns.checkpoints import load_pretrained
+            from zpressor_ns.pretrained import load_pretrained
 
             report = load_pretrained(self.encoder, self.config.pretrained)
-            LOGGER.info("loaded pretrained weights: %s", report)
+            LOGGER.info("loaded pretrained weights from %s\n%s", self.config.pretrained, report.summary())
         # LPIPS is a fixed metric network: kept out of the module tree so it is neither trained nor saved.
         self.__dict__["lpips"] = metrics.build_lpips(
             self.config.vgg16_weights, purpose="LPIPS loss and metric"
