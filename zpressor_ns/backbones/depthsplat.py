@@ -19,9 +19,10 @@ streamed through an online softmax (which would have to run the CNN or the chunk
 The arithmetic at 256x448 (paper widths, C = 128 on a 32x56 grid) says keeping them is cheap:
 1792 x 128 x 4 B = 0.92 MB per view in fp32, plus one layer's keys and values at a time in the
 attention's dtype (0.92 MB per view in bf16 on CUDA), next to the 1.38 MB of the input image itself:
-about 1.6 GB of the 6 GB at 500 views, freed before the anchor stages run. The CNN's working set is that
-of one chunk (5 half-resolution maps of 64 channels: 0.3 KB per pixel per view, 0.6 GB for 16 views).
-What remains is set by the anchors, not the views: ``memory_budget`` models it and picks the number of
+about 1.6 GB at 500 views, of which the maps, keys and values are freed before the anchor stages run
+(the budget is 6 GB; an online softmax would save under 1 GB there, at 6 passes over the supports).
+The CNN's working set is that of one chunk (5 half-resolution maps of 64 channels: 0.3 KB per pixel per
+view, 0.6 GB for 16 views). What remains is set by the anchors, not the views: ``memory_budget`` models it and picks the number of
 anchors that fits a budget (``num_anchors="auto"``).
 
 Module names here are this project's; ``zpressor_ns.checkpoints.import_official`` maps the original
