@@ -44,8 +44,15 @@ class FeedForwardModelConfig(ModelConfig):
     """Encoder family."""
     preset: Literal["paper", "small"] = "paper"
     """Encoder size: the paper's configuration, or the small CPU one."""
-    num_anchors: int | None = None
-    """ZPressor anchors K (default: the preset's, 6 for the paper; ignored without ZPressor)."""
+    num_anchors: int | Literal["auto"] | None = None
+    """ZPressor anchors K (default: the preset's, 6 for the paper; "auto": the most that fit
+    memory_budget_gb; ignored without ZPressor)."""
+    memory_budget_gb: float | None = None
+    """GPU memory budget used by num_anchors "auto" (the encoder's own memory model)."""
+    view_chunk: int = 16
+    """Context views pushed through the per-view CNN at once: memory stays flat as views grow."""
+    checkpoint_view_chunks: bool = False
+    """Recompute each view chunk's CNN in backward (training with many views on little memory)."""
     pretrained: Path | None = None
     """Official weights to start from: a published ZPressor/DepthSplat checkpoint, Depth Anything V2 or
     UniMatch GMFlow weights (local file; converted on load, every key accounted for)."""
@@ -71,7 +78,13 @@ class FeedForwardSplatModel(SplatfactoModel):
 
     def populate_modules(self) -> None:
         Model.populate_modules(self)  # not Splatfacto's: no per-scene Gaussians, strategy or LPIPS download
-        self.encoder = build_encoder(self.config.method, self.config.preset)
+        self.encoder = build_encoder(
+            self.config.method,
+            self.config.preset,
+            view_chunk=self.config.view_chunk,
+            checkpoint_view_chunks=self.config.checkpoint_view_chunks,
+            memory_budget_gb=self.config.memory_budget_gb,
+        )
         if self.config.pretrained is not None:
             from zpressor_ns.pretrained import load_pretrained
 
@@ -90,7 +103,7 @@ class FeedForwardSplatModel(SplatfactoModel):
         self.gauss_params: dict[str, Tensor] = {}
 
     # ---- the encoder and renderer ------------------------------------------------------------
-    def encode(self, context: dict[str, Tensor], num_anchors: int | None = None):
+    def encode(self, context: dict[str, Tensor], num_anchors: int | str | None = None):
         return self.encoder(
             context["image"],
             context["c2w"],

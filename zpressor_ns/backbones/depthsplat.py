@@ -562,6 +562,11 @@ class DepthSplatEncoder(nn.Module):
         return DepthPrediction(1.0 / inverse_depth, coarse, match_prob, (eighth, mv, mono))
 
 
-def build_encoder(method: str, preset: str = "paper") -> DepthSplatEncoder:
-    """The encoder of ``method`` ("zpressor-depthsplat" or "depthsplat") at ``preset`` ("paper" or "small")."""
-    return DepthSplatEncoder(encoder_config(method, preset))
+def build_encoder(method: str, preset: str = "paper", **overrides) -> DepthSplatEncoder:
+    """The encoder of ``method`` ("zpressor-depthsplat" or "depthsplat") at ``preset`` ("paper" or "small").
+
+    ``overrides`` replace fields of the preset's :class:`DepthSplatConfig` (e.g. ``view_chunk=8``,
+    ``memory_budget_gb=6``); architecture fields change the parameter layout, so official weights
+    only load into the presets as they are.
+    """
+    return DepthSplatEncoder(replace(encoder_config(method, preset), **overrides))
