@@ -6,6 +6,8 @@ synchronisation, so asynchronous CUDA work is counted where it runs. Peak memory
 ``torch.cuda.max_memory_allocated`` after a reset that follows the warm-up, so it includes whatever is
 still allocated (weights, inputs) plus the largest transient of the timed calls. On CPU the closest
 cheap figure is the growth of the process's peak resident set size (``ru_maxrss``) over a baseline.
+Process CPU time is recorded beside wall time: on a shared machine, waiting threads inflate wall time
+while CPU time still shows the work done.
 """
 
 from __future__ import annotations
@@ -60,11 +62,13 @@ def synchronize(device: torch.device) -> None:
 
 @dataclass
 class Measured:
-    """Wall times of the timed calls in ms (warm-up excluded), their CUDA peak, and the last call's result."""
+    """Wall and process-CPU times of the timed calls in ms (warm-up excluded), their CUDA peak, and the
+    last call's result."""
 
     all_ms: tuple[float, ...]
     peak_mib: float | None
     output: Any
+    cpu_ms: tuple[float, ...] = ()
 
     @property
     def median_ms(self) -> float:
@@ -90,17 +94,18 @@ def measure_calls(function: Callable[[], Any], device: torch.device, warmup: int
     for _ in range(warmup):
         function()
     reset_peak_memory(device)
-    times = []
+    times, cpu_times = [], []
     output = None
     for _ in range(reps):
         output = None
         synchronize(device)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         output = function()
         synchronize(device)
         times.append((time.perf_counter() - start) * 1e3)
+        cpu_times.append((time.process_time() - cpu_start) * 1e3)
     peak = peak_cuda_mib(device) if device.type == "cuda" else None
-    return Measured(tuple(times), peak, output)
+    return Measured(tuple(times), peak, output, tuple(cpu_times))
 
 
 def peak_cuda_mib(device: torch.device) -> float:

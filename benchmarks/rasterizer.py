@@ -11,13 +11,13 @@ and writes the numbers as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
+from common import environment, measure_calls, resolve_device, write_json
 
 from zpressor_ns.gaussians import Gaussians
 from zpressor_ns.render import render_gaussians
@@ -86,27 +86,17 @@ def pixel_aligned_scene(case: Case, device: torch.device, generator: torch.Gener
     return Gaussians(means[None], covariances[None], harmonics[None], opacities[None])
 
 
-def time_call(function, repeats: int, device: torch.device) -> dict[str, float]:
+def timing_seconds(function: Callable[[], None], repeats: int, device: torch.device) -> dict[str, float]:
     """Wall and process-CPU seconds of ``function`` after one warm-up call: best and median of ``repeats``.
 
     The best run is the least disturbed by other jobs on a shared machine; CPU seconds show the work
     done (on a contended machine, waiting threads make wall time much larger).
     """
-    function()
-    walls, cpus = [], []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        wall, cpu = time.perf_counter(), time.process_time()
-        function()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
+    measured = measure_calls(function, device, warmup=1, reps=repeats)
     return {
-        "best_seconds": min(walls),
-        "median_seconds": sorted(walls)[len(walls) // 2],
-        "best_cpu_seconds": min(cpus),
+        "best_seconds": min(measured.all_ms) / 1e3,
+        "median_seconds": measured.median_ms / 1e3,
+        "best_cpu_seconds": min(measured.cpu_ms) / 1e3,
     }
 
 
@@ -136,7 +126,7 @@ def run_case(case: Case, backend: str, device: torch.device, repeats: int) -> di
             with torch.no_grad():
                 render_gaussians(gaussians, c2w, K, near, far, shape, backend=backend)
 
-    timing = time_call(step, repeats, device)
+    timing = timing_seconds(step, repeats, device)
     result = {**asdict(case), "backend": backend, "gaussians": gaussians.means.shape[1], **timing}
     if device.type == "cuda" and backend == "torch":
         with torch.no_grad():
@@ -151,7 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (CUDA when available)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
@@ -160,7 +150,7 @@ def main() -> None:
     parser.add_argument("--skip-large", action="store_true", help="skip the 256x448 case")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     backends = ["torch", "gsplat"] if device.type == "cuda" else ["torch"]
 
     load_at_start = os.getloadavg()[0]
@@ -184,15 +174,13 @@ def main() -> None:
                 f"{result['median_seconds']:8.3f} {result['best_cpu_seconds']:8.3f}{extra}"
             )
             results.append(result)
-    environment = {
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+    machine = {
+        **environment(device),
         "threads": args.threads,
-        "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
         "load_average_1min": [load_at_start, os.getloadavg()[0]],  # at start and end: other jobs' share
     }
-    with open(args.output, "w") as handle:
-        json.dump({"environment": environment, "results": results}, handle, indent=2)
+    write_json(Path(args.output), {"environment": machine, "results": results})
     print(f"wrote {args.output}")
 
 

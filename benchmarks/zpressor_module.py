@@ -15,15 +15,12 @@ runs it with the same weights, so its latency, memory and output difference land
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from common import environment, measure_calls, resolve_device, write_json
 
 from zpressor_ns.checkpoints import import_official_zpressor
 from zpressor_ns.zpressor import ZPressor
@@ -63,25 +60,6 @@ def make_inputs(views: int, tokens: tuple[int, int], dim: int, device: torch.dev
     return features.to(device), c2w.to(device)
 
 
-def time_call(run: Callable[[], torch.Tensor], device: torch.device, warmup: int, repeats: int):
-    """(median ms, min ms, peak MiB or None, last output)."""
-    with torch.inference_mode():
-        for _ in range(warmup):
-            run()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            output = run()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append((time.perf_counter() - start) * 1e3)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return statistics.median(times), min(times), peak, output
-
-
 def load_original(checkout: Path):
     """The original ``ZPressor`` class from a local checkout of its repository (never downloaded)."""
     package_parent = checkout if (checkout / "zpressor" / "zpressor.py").is_file() else checkout.parent
@@ -109,35 +87,56 @@ def run_size(
         original = original_class(embed_dim=args.dim, num_heads=1, num_layers=6).to(device).eval()
         weights = import_official_zpressor(original.state_dict(), "")
         # The original rearranges its input list in place, hence the fresh list on every call.
-        median, fastest, peak, (reference, _) = time_call(
-            lambda: original([features], extrinsics=c2w, cluster_num=args.anchors),
-            device,
-            args.warmup,
-            args.repeats,
-        )
+        with torch.inference_mode():
+            measured = measure_calls(
+                lambda: original([features], extrinsics=c2w, cluster_num=args.anchors),
+                device,
+                args.warmup,
+                args.repeats,
+            )
+        reference = measured.output[0]
         results.append(
-            Measurement(views, label, args.anchors, "original", str(device), False, median, fastest, peak)
+            Measurement(
+                views,
+                label,
+                args.anchors,
+                "original",
+                str(device),
+                False,
+                measured.median_ms,
+                min(measured.all_ms),
+                measured.peak_mib,
+            )
         )
     for backend in args.backends:
         module = ZPressor(dim=args.dim, attention_backend=backend).to(device).eval()
         if weights is not None:
             module.load_state_dict(weights, strict=True)
         forward = torch.compile(module) if args.compile else module
-        median, fastest, peak, output = time_call(
-            lambda forward=forward: forward(features, c2w, args.anchors).features,
-            device,
-            args.warmup,
-            args.repeats,
-        )
+        with torch.inference_mode():
+            measured = measure_calls(
+                lambda forward=forward: forward(features, c2w, args.anchors).features,
+                device,
+                args.warmup,
+                args.repeats,
+            )
+        output = measured.output
         diff = None if reference is None else (output.float() - reference.float()).abs().max().item()
         results.append(
             Measurement(
-                views, label, args.anchors, backend, str(device), args.compile, median, fastest, peak, diff
+                views,
+                label,
+                args.anchors,
+                backend,
+                str(device),
+                args.compile,
+                measured.median_ms,
+                min(measured.all_ms),
+                measured.peak_mib,
+                diff,
             )
         )
-        del module, forward, output
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        del module, forward, output, measured
     return results
 
 
@@ -159,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument(
         "--views", type=int, nargs="+", help="view counts (with --tokens: their cross product)"
     )
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = parser.parse_args(argv)
 
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     on_cuda = device.type == "cuda"
     if on_cuda:
         torch.set_float32_matmul_precision(
@@ -199,12 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         results.extend(run_size(args, views, tokens, device, original_class))
     print_table(results)
     if args.out:
-        environment = {
-            "torch": torch.__version__,
-            "device": torch.cuda.get_device_name(device) if on_cuda else "cpu",
-        }
-        payload = {"environment": environment, "measurements": [asdict(r) for r in results]}
-        args.out.write_text(json.dumps(payload, indent=2))
+        payload = {"environment": environment(device), "measurements": [asdict(r) for r in results]}
+        write_json(args.out, payload)
     return 0
 
 

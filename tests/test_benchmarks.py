@@ -1,4 +1,5 @@
-"""benchmarks/efficiency.py: the CPU smoke sweep end to end, its OOM handling, and the shared helpers."""
+"""Benchmark scripts: the efficiency CPU smoke sweep and its OOM handling, the shared helpers, and the JSON
+fields of the ZPressor-module and rasterizer benchmarks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,13 +34,25 @@ HEADLINE_FIELDS = {
 
 
 @pytest.fixture(scope="module")
-def modules():
-    """``efficiency`` and ``common`` imported the way the script sees them (its folder on sys.path)."""
+def benchmarks_on_path():
+    """The benchmarks folder on sys.path, as when a script runs there: the scripts import ``common`` by name."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        yield importlib.import_module("efficiency"), importlib.import_module("common")
+        yield
     finally:
         sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def modules(benchmarks_on_path):
+    """``efficiency`` and ``common``."""
+    return importlib.import_module("efficiency"), importlib.import_module("common")
+
+
+@pytest.fixture(scope="module")
+def scripts(benchmarks_on_path):
+    """``zpressor_module`` and ``rasterizer``."""
+    return importlib.import_module("zpressor_module"), importlib.import_module("rasterizer")
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +243,42 @@ def test_markdown_table_marks_missing_cells(modules):
     _, common = modules
     table = common.markdown_table(["a", "b"], [[1, None]], [False, True])
     assert table.splitlines() == ["| a | b |", "|---|---:|", "| 1 | - |"]
+
+
+def test_measure_calls_separates_process_cpu_time_from_wall_time(modules):
+    _, common = modules
+
+    def sleep_then_spin() -> None:
+        time.sleep(0.03)  # wall time, no CPU work
+        deadline = time.process_time() + 0.01
+        while time.process_time() < deadline:
+            pass
+
+    measured = common.measure_calls(sleep_then_spin, torch.device("cpu"), warmup=1, reps=2)
+    assert len(measured.cpu_ms) == 2
+    for wall, cpu in zip(measured.all_ms, measured.cpu_ms, strict=True):
+        assert wall >= 40 and 10 <= cpu < 30
+
+
+def test_zpressor_module_json_keeps_its_fields(scripts, tmp_path, capsys):
+    zpressor_module, _ = scripts
+    out = tmp_path / "zpressor_module.json"
+    arguments = ["--device", "cpu", "--views", "6", "--tokens", "2x3", "--backends", "math"]
+    assert zpressor_module.main([*arguments, "--warmup", "0", "--repeats", "2", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert {"device", "torch"} <= payload["environment"].keys()
+    (row,) = payload["measurements"]
+    assert (row["views"], row["tokens"], row["backend"], row["device"]) == (6, "2x3", "math", "cpu")
+    assert 0 < row["ms_min"] <= row["ms_median"]
+    assert row["peak_mib"] is None and row["max_abs_diff_vs_original"] is None
+    assert "|diff|" in capsys.readouterr().out
+
+
+def test_rasterizer_case_reports_seconds_per_pixel_aligned_scene(scripts):
+    _, rasterizer = scripts
+    case = rasterizer.Case("tiny", 8, 12, 2, 1, backward=True)
+    result = rasterizer.run_case(case, "torch", torch.device("cpu"), repeats=3)
+    assert result["gaussians"] == 2 * 8 * 12  # one Gaussian per context pixel
+    assert 0 < result["best_seconds"] <= result["median_seconds"]
+    assert 0 <= result["best_cpu_seconds"]
+    assert result["name"] == "tiny" and result["backend"] == "torch"
