@@ -1,4 +1,4 @@
-"""Shared fixtures: a small synthetic RE10K-layout dataset written once per test session."""
+"""Shared fixtures: a small synthetic RE10K-layout dataset and a 3-step training run, made once per session."""
 
 from __future__ import annotations
 
@@ -56,6 +56,19 @@ def _tiny_method_config(method: str, root: Path, out: Path, steps: int):
 def method_config():
     """Factory of CPU configs of a registered method on the synthetic data: (method, root, out, steps)."""
     return _tiny_method_config
+
+
+@pytest.fixture(scope="session")
+def trained_run(synthetic_root, tmp_path_factory, method_config):
+    """3 steps of zpressor-depthsplat-small through Nerfstudio's trainer, config.yml written as ns-train does."""
+    from nerfstudio.scripts.train import train_loop
+
+    config = method_config(
+        "zpressor-depthsplat-small", synthetic_root, tmp_path_factory.mktemp("runs"), steps=3
+    )
+    config.save_config()
+    train_loop(local_rank=0, world_size=1, config=config)
+    return config
 
 
 def pytest_collection_modifyitems(config, items):

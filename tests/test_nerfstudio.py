@@ -43,17 +43,6 @@ def test_methods_and_dataparsers_are_registered():
     assert parsers["dl3dv"].config.evaluation_window == 50
 
 
-@pytest.fixture(scope="module")
-def trained_run(synthetic_root, tmp_path_factory, method_config):
-    """3 steps of zpressor-depthsplat-small through Nerfstudio's trainer, config.yml written as ns-train does."""
-    config = method_config(
-        "zpressor-depthsplat-small", synthetic_root, tmp_path_factory.mktemp("runs"), steps=3
-    )
-    config.save_config()
-    train_loop(local_rank=0, world_size=1, config=config)
-    return config
-
-
 def test_train_writes_checkpoint_and_resumes(trained_run, synthetic_root, method_config):
     checkpoints = sorted(p.name for p in trained_run.get_checkpoint_dir().glob("step-*.ckpt"))
     assert checkpoints == ["step-000000002.ckpt"]

@@ -5,26 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-import pytest
 import torch
-from nerfstudio.scripts.train import train_loop
 
 from zpressor_ns.commands import sweep as sweep_command
 from zpressor_ns.model import FeedForwardSplatModel
 from zpressor_ns.sweep import SweepRow, markdown_table
 
 
-@pytest.fixture(scope="module")
-def run_config(synthetic_root, tmp_path_factory, method_config):
-    config = method_config(
-        "zpressor-depthsplat-small", synthetic_root, tmp_path_factory.mktemp("sweep_runs"), steps=1
-    )
-    config.save_config()
-    train_loop(local_rank=0, world_size=1, config=config)
-    return config.get_base_dir() / "config.yml"
-
-
-def test_sweep_reports_oom_rows_and_keeps_going(run_config, synthetic_root, tmp_path, monkeypatch):
+def test_sweep_reports_oom_rows_and_keeps_going(trained_run, tmp_path, monkeypatch):
+    run_config = trained_run.get_base_dir() / "config.yml"
     encode = FeedForwardSplatModel.encode
 
     def encode_or_run_out_of_memory(self, context, num_anchors=None):
