@@ -199,6 +199,24 @@ def existing_training(method: str, settings: StudySettings) -> dict:
     return record
 
 
+def training_log(run_dir: Path) -> dict:
+    """From a run's TensorBoard events: the trainer's median step time and its training PSNR curve (one
+    random example per logged step, so noisy)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    step_seconds = (
+        [e.value for e in events.Scalars("Train Iter (time)")] if "Train Iter (time)" in scalars else []
+    )
+    psnr = events.Scalars("Train Metrics Dict/psnr") if "Train Metrics Dict/psnr" in scalars else []
+    return {
+        "median_step_seconds": round(statistics.median(step_seconds), 3) if step_seconds else None,
+        "train_psnr": [[e.step, round(e.value, 2)] for e in psnr],
+    }
+
+
 # ---- 3. evaluation ------------------------------------------------------------------------------
 def evaluate(method: str, settings: StudySettings) -> tuple[list[SweepRow], PerScene]:
     """The sweep's rows of one trained run, and the per-scene scores behind each row."""
@@ -268,15 +286,16 @@ def gap_change(zpressor: PerScene, baseline: PerScene) -> dict | None:
 
 
 # ---- 4. outputs ---------------------------------------------------------------------------------
-def plot(rows: list[SweepRow], gaps: list[dict], path: Path) -> None:
-    """PSNR, SSIM and LPIPS against views for both methods, and the paired PSNR gap with its error bars."""
+def plot(rows: list[SweepRow], gaps: list[dict], training: dict[str, dict], path: Path) -> None:
+    """PSNR, SSIM and LPIPS against views for both methods, the paired PSNR gap with its error bars, and
+    the training PSNR curves (how far training got)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("lpips", "LPIPS (lower is better)"))
-    figure, axes = plt.subplots(1, len(panels) + 1, figsize=(16, 3.4))
+    figure, axes = plt.subplots(1, len(panels) + 2, figsize=(20, 3.4))
     for method in dict.fromkeys(row.method for row in rows):
         ok = sorted((r for r in rows if r.method == method and r.status == "ok"), key=lambda r: r.views)
         for axis, (metric, label) in zip(axes, panels):
@@ -287,7 +306,7 @@ def plot(rows: list[SweepRow], gaps: list[dict], path: Path) -> None:
     for axis, (metric, _) in zip(axes, panels):
         if all(getattr(row, metric) is None for row in rows):
             axis.text(0.5, 0.5, "not measured", transform=axis.transAxes, ha="center", color="grey")
-    gap_axis = axes[-1]
+    gap_axis = axes[len(panels)]
     gap_axis.errorbar(
         [g["views"] for g in gaps],
         [g["psnr"] for g in gaps],
@@ -299,9 +318,21 @@ def plot(rows: list[SweepRow], gaps: list[dict], path: Path) -> None:
     gap_axis.axhline(0.0, color="grey", linewidth=0.8)
     gap_axis.set_ylabel("PSNR gap, ZPressor - baseline (dB)")
     views = sorted({row.views for row in rows})
-    for axis in axes:
+    for axis in axes[:-1]:
         axis.set_xticks(views)
         axis.set_xlabel("context views")
+    curve_axis = axes[-1]
+    for method, record in training.items():
+        curve = record.get("train_psnr", [])
+        window = min(5, len(curve))
+        if window:
+            smoothed = [
+                statistics.fmean(v for _, v in curve[i : i + window]) for i in range(len(curve) - window + 1)
+            ]
+            curve_axis.plot([step for step, _ in curve[window - 1 :]], smoothed, label=method)
+    curve_axis.set_xlabel("training step")
+    curve_axis.set_ylabel("training PSNR (dB), mean of 5 logs")
+    for axis in axes:
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     figure.tight_layout()
@@ -383,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     training = {}
     for method in METHODS:
-        training[method] = existing_training(method, settings) if args.skip_train else train(method, settings)
+        record = existing_training(method, settings) if args.skip_train else train(method, settings)
+        training[method] = {**record, **training_log(settings.run_dir(method))}
 
     rows: list[SweepRow] = []
     per_scene: dict[str, PerScene] = {}
@@ -423,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     write_outputs(rows, settings.out_dir / "sweep")  # what ``zpressor-ns sweep`` writes for these runs
     json_path = results.with_suffix(".json")
     write_json(json_path, payload)
-    plot(rows, gaps, results.with_suffix(".png"))
+    plot(rows, gaps, training, results.with_suffix(".png"))
 
     print(markdown_table(rows))
     print()
