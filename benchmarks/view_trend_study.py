@@ -24,6 +24,7 @@ import argparse
 import copy
 import json
 import multiprocessing
+import os
 import platform
 import shlex
 import statistics
@@ -353,14 +354,19 @@ def gap_table(gaps: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def reproduce_commands(settings: StudySettings, argv: list[str]) -> list[str]:
-    """The script's own command line, and the equivalent sweep command on the runs it trained."""
+def reproduce_commands(settings: StudySettings, argv: list[str]) -> dict[str, str]:
+    """The whole study as run (``--skip-train`` dropped), the command that re-scores its runs, and the
+    equivalent sweep command."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    script = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/view_trend_study.py "
+    study = shlex.join([arg for arg in argv if arg != "--skip-train"])
     configs = " ".join(str(settings.run_dir(m) / "config.yml") for m in METHODS)
-    return [
-        "OMP_NUM_THREADS=2 nice -n 10 python " + shlex.join(["benchmarks/view_trend_study.py", *argv]),
-        f"zpressor-ns sweep --load-config {configs} --views {' '.join(map(str, settings.views))} "
+    return {
+        "study": script + study,
+        "rescore": script + study + " --skip-train",
+        "sweep": f"zpressor-ns sweep --load-config {configs} --views {' '.join(map(str, settings.views))} "
         f"--index-dir {settings.index_dir} --output {settings.out_dir / 'sweep'}",
-    ]
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
