@@ -151,3 +151,19 @@ def test_model_starts_from_given_weights_and_refuses_mismatched_ones(tmp_path):
         FeedForwardModelConfig(method="depthsplat", preset="small", pretrained=path).setup(
             scene_box=box, num_train_data=1
         )
+
+
+def test_export_command_writes_any_scene(trained_run, tmp_path):
+    from zpressor_ns.cli import main
+    from zpressor_ns.export import read_ply
+
+    keys = json.loads(trained_run.pipeline.datamanager.eval_index.read_text())
+    scene = sorted(keys)[-1]
+    out = tmp_path / "scene.ply"
+    config = str(trained_run.get_base_dir() / "config.yml")
+    assert (
+        main(["export", "--load-config", config, "--output", str(out), "--scene", scene, "--views", "8"]) == 0
+    )
+    ply = read_ply(out)
+    assert 0 < len(ply["x"]) <= 3 * 64 * 128 and len([k for k in ply if k.startswith("f_rest_")]) == 45
+    assert main(["export", "--load-config", config, "--output", str(out), "--scene", "no-such-scene"]) == 2

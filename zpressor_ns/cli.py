@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "describe": ("describe", "print a registered method's parameter counts"),
     "import-checkpoint": ("import_checkpoint", "convert an official ZPressor/DepthSplat checkpoint"),
     "sweep": ("sweep", "evaluate a trained run at several context-view counts (paper Tables 1/2)"),
+    "export": ("export_ply", "predict a scene of a trained run and write a standard 3DGS .ply"),
     "view": ("view", "open the Nerfstudio viewer on a trained run (bound to 127.0.0.1)"),
 }
 
