@@ -34,6 +34,7 @@ from zpressor_ns.metrics import mean_and_std
 from zpressor_ns.model import FeedForwardModelConfig, FeedForwardSplatModel
 
 LOGGER = logging.getLogger(__name__)
+MAX_SCENE_CHOICES = 300
 
 
 @dataclass
@@ -87,7 +88,10 @@ class FeedForwardPipeline(Pipeline):
             dist.barrier(device_ids=[local_rank])
         # Viewer controls (installed by Nerfstudio's viewer under "Custom Elements").
         self.viewer_control = _ViewerHook(on_ready=self._draw_display_cameras)
-        scenes = self.datamanager.display_scene_keys()
+        # A dropdown of thousands of test scenes is unusable: offer the first few hundred (and the shown one).
+        scenes = self.datamanager.display_scene_keys()[:MAX_SCENE_CHOICES]
+        if self.datamanager.display_scene not in scenes:
+            scenes.append(self.datamanager.display_scene)
         self.scene_dropdown = ViewerDropdown(
             "Scene", self.datamanager.display_scene, scenes, cb_hook=lambda _: self._on_display_change()
         )
