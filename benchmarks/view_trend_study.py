@@ -1,7 +1,10 @@
 """Does ZPressor's advantage over the baseline grow with the number of context views? A small-scale study.
 
-    OMP_NUM_THREADS=2 nice -n 10 python benchmarks/view_trend_study.py --out-dir /tmp/view_trend \\
-        --steps 600 --results benchmarks/results/view_trend_cpu
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/view_trend_study.py --out-dir /tmp/view_trend \\
+        --results benchmarks/results/view_trend_cpu
+
+(One thread: on a 2-core machine shared with other jobs, two OpenMP threads made a training step
+about 8x slower; see docs/BENCHMARKS.md.)
 
 1. writes synthetic DL3DV-style scenes (``make_synthetic``; 72x128 frames, so the 64x128 model input is a
    crop, not an upscale) with evaluation indices for every view count of ``--views``;
@@ -374,7 +377,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out-dir", type=Path, required=True, help="scenes, runs and sweep outputs")
-    parser.add_argument("--steps", type=int, default=600, help="training steps of each method")
+    parser.add_argument("--steps", type=int, default=450, help="training steps of each method")
     parser.add_argument("--train-scenes", type=int, default=28, help="synthetic training scenes")
     parser.add_argument("--test-scenes", type=int, default=8, help="synthetic test scenes")
     parser.add_argument("--frames", type=int, default=60, help="frames per synthetic scene")
