@@ -149,6 +149,19 @@ def training_config(method: str, settings: StudySettings, eval_index: Path):
     return config
 
 
+def recipe_facts() -> dict[str, int]:
+    """Context views the methods train with, and ZPressor's anchors, as registered."""
+    from nerfstudio.configs.method_configs import all_methods
+
+    from zpressor_ns.backbones import encoder_config
+
+    pipeline = all_methods[ZPRESSOR].pipeline
+    anchors = (
+        pipeline.model.num_anchors or encoder_config(pipeline.model.method, pipeline.model.preset).num_anchors
+    )
+    return {"train_context_views": pipeline.datamanager.num_context_views, "zpressor_anchors": anchors}
+
+
 def _train_in_this_process(config_path: str, record_path: str) -> None:
     """Train from a saved config.yml (what ``ns-train --load-config`` reads) and record the wall time."""
     import yaml
@@ -419,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit(
             f"no evaluation index for {missing} context views in {settings.index_dir}: "
-            f"{settings.frames} frames cannot hold that many context views plus 8 targets; use more --frames"
+            f"{settings.frames} frames cannot hold that many context views plus "
+            f"{settings.synthetic().eval_target_views} targets; use more --frames"
         )
     training = {}
     for method in METHODS:
@@ -445,8 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             "frame_size": list(FRAME_SIZE),
             "views": list(settings.views),
             "methods": list(METHODS),
-            "train_context_views": 6,
-            "zpressor_anchors": 3,
+            **recipe_facts(),
         },
         "machine": {
             **environment(device),
