@@ -240,20 +240,9 @@ def evaluate(method: str, settings: StudySettings) -> tuple[list[SweepRow], PerS
     from nerfstudio.utils.eval_utils import eval_setup
 
     _, pipeline, _, _ = eval_setup(settings.run_dir(method) / "config.yml", test_mode="test")
-    per_scene_runs: list[dict[str, dict[str, float]]] = []
-    evaluate_scenes = pipeline.evaluate_scenes
-
-    def evaluate_and_keep(**kwargs):
-        # The sweep reduces each view count to scene means; the paired gaps need the scenes themselves.
-        per_scene = evaluate_scenes(**kwargs)
-        per_scene_runs.append(per_scene)
-        return per_scene
-
-    pipeline.evaluate_scenes = evaluate_and_keep
     print(f"[eval] {method}: views {list(settings.views)}")
     rows = sweep_pipeline(pipeline, method, list(settings.views), settings.index_dir, progress=False)
-    scored = [row.views for row in rows if row.status == "ok"]
-    return rows, dict(zip(scored, per_scene_runs))
+    return rows, {row.views: row.per_scene for row in rows if row.status == "ok"}
 
 
 def _mean_and_se(values: list[float]) -> tuple[float | None, float | None]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,6 +35,7 @@ class SweepRow:
     render_ms: float | None = None
     peak_mib: float | None = None
     gaussians: int | None = None
+    per_scene: dict[str, dict[str, float]] = field(default_factory=dict)  # scene -> its scores and timings
 
 
 def find_index_file(folder: Path, views: int) -> Path | None:
@@ -78,6 +79,7 @@ def sweep_pipeline(
         finally:
             if device.type == "cuda":
                 row.peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
+        row.per_scene = per_scene
         scores = list(per_scene.values())
         row.scenes = len(scores)
         for metric in METRICS:
@@ -136,8 +138,8 @@ def plot_rows(rows: list[SweepRow], path: Path) -> None:
         ok = sorted(
             (row for row in rows if row.method == method and row.status == "ok"), key=lambda r: r.views
         )
-        for axis, (field, label) in zip(axes, panels):
-            points = [(row.views, getattr(row, field)) for row in ok if getattr(row, field) is not None]
+        for axis, (name, label) in zip(axes, panels):
+            points = [(row.views, getattr(row, name)) for row in ok if getattr(row, name) is not None]
             if points:
                 axis.plot(*zip(*points), marker="o", label=method)
             axis.set_xlabel("context views")
