@@ -135,9 +135,7 @@ class FeedForwardDataManager(DataManager):
                 f"{parser_config.data} ({len(keys)} scenes, e.g. {keys[:3]})"
             )
         self.display_num_context = config.display_num_context_views or config.num_context_views
-        self._display_dataset = MultiSceneDataset(
-            self.display_reader, self._display_sampler(), self.options, scene_keys=[self.display_scene]
-        )
+        self._display_dataset = MultiSceneDataset(self.display_reader, self._training_sampler(), self.options)
         self.train_dataset = DisplayViewsDataset(
             self.display_example(self.display_scene, self.display_num_context)
         )
@@ -145,7 +143,8 @@ class FeedForwardDataManager(DataManager):
         super().__init__()
 
     # ---- datasets (built on first use: ns-eval never touches the training split) -------------
-    def _display_sampler(self) -> BoundedSampler:
+    def _training_sampler(self) -> BoundedSampler:
+        """The original configuration's bounded sampler for this dataset at the configured view counts."""
         return BoundedSampler.preset(
             self.dataparser.config.dataset, self.config.num_context_views, self.config.num_target_views
         )
@@ -159,11 +158,7 @@ class FeedForwardDataManager(DataManager):
             )
             dataset = MultiSceneDataset(
                 reader,
-                BoundedSampler.preset(
-                    self.dataparser.config.dataset,
-                    self.config.num_context_views,
-                    self.config.num_target_views,
-                ),
+                self._training_sampler(),
                 options,
                 seed=self.config.seed + self.local_rank,
                 step=self.step,
@@ -261,12 +256,8 @@ class FeedForwardDataManager(DataManager):
         return self.display_reader.keys()
 
     def display_example(self, key: str, num_context: int) -> Example:
-        dataset = self._display_dataset
-        if key != self.display_scene or dataset is None:
-            dataset = MultiSceneDataset(
-                self.display_reader, self._display_sampler(), self.options, scene_keys=[key]
-            )
-        return dataset.display_example(key, num_context)
+        """A deterministic example of any scene of the display split (the official index rule)."""
+        return self._display_dataset.display_example(key, num_context)
 
     def display_context(self, key: str, num_context: int) -> dict:
         """A batch of one: the context views the viewer's scene is predicted from."""

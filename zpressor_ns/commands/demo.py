@@ -99,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _index_file(folder: Path, views: int) -> Path:
-    matches = sorted(folder.glob(f"*_ctx_{views}v_tgt_*.json"))
-    if not matches:
+    from zpressor_ns.sweep import find_index_file
+
+    path = find_index_file(folder, views)
+    if path is None:
         available = sorted(p.name for p in folder.glob("*.json"))
         raise SystemExit(f"no evaluation index with {views} context views in {folder} (have {available})")
-    return matches[0]
+    return path
