@@ -114,8 +114,13 @@ class FeedForwardSplatModel(SplatfactoModel):
         )
 
     def render(
-        self, gaussians: Gaussians, views: dict[str, Tensor], image_shape: tuple[int, int]
+        self,
+        gaussians: Gaussians,
+        views: dict[str, Tensor],
+        image_shape: tuple[int, int],
+        centred_principal_point: bool = True,
     ) -> RenderOutput:
+        """Render into ``views`` (c2w, K, near, far of [B, T]); the original ignores cx, cy (centred)."""
         return render_gaussians(
             gaussians,
             views["c2w"],
@@ -125,6 +130,7 @@ class FeedForwardSplatModel(SplatfactoModel):
             image_shape,
             background=tuple(float(c) for c in self.background_color),
             backend=self.config.render_backend,
+            centred_principal_point=centred_principal_point,
         )
 
     def forward(self, batch: dict) -> dict:  # type: ignore[override]
@@ -262,17 +268,8 @@ class FeedForwardSplatModel(SplatfactoModel):
             "near": torch.full((1, len(camera)), near, device=self.device),
             "far": torch.full((1, len(camera)), far, device=self.device),
         }
-        rendered = render_gaussians(
-            self.display_gaussians,
-            views["c2w"],
-            views["K"],
-            views["near"],
-            views["far"],
-            (height, width),
-            background=tuple(float(c) for c in self.background_color),
-            backend=self.config.render_backend,
-            centred_principal_point=False,
-        )
+        # Viewer cameras carry their own principal point: use it rather than assume the centre.
+        rendered = self.render(self.display_gaussians, views, (height, width), centred_principal_point=False)
         return {
             "rgb": rendered.color[0, 0].permute(1, 2, 0).clamp(0, 1),
             "depth": rendered.depth[0, 0][..., None],
