@@ -9,8 +9,6 @@ from jaxtyping import Float
 from PIL import Image
 from torch import Tensor
 
-from zpressor_ns.render import render_gaussians
-
 
 def _quaternion_from_matrix(rotation: Float[Tensor, "3 3"]) -> Tensor:
     """Unit quaternion (w, x, y, z) of a rotation matrix (Shepperd's method, numerically safe)."""
@@ -86,15 +84,13 @@ def render_flythrough(pipeline, out: Path, num_frames: int = 48, chunk: int = 8)
     frames = []
     for start in range(0, num_frames, chunk):
         stop = min(start + chunk, num_frames)
-        rendered = render_gaussians(
-            gaussians,
-            c2w[None, start:stop],
-            K[None, start:stop],
-            near.expand(1, stop - start),
-            far.expand(1, stop - start),
-            (height, width),
-            backend=model.config.render_backend,
-        )
+        views = {
+            "c2w": c2w[None, start:stop],
+            "K": K[None, start:stop],
+            "near": near.expand(1, stop - start),
+            "far": far.expand(1, stop - start),
+        }
+        rendered = model.render(gaussians, views, (height, width))
         for color in rendered.color[0]:
             array = (color.clamp(0, 1).permute(1, 2, 0) * 255).round().byte().cpu().numpy()
             frames.append(Image.fromarray(array))
