@@ -503,6 +503,46 @@ def test_gsplat_path_passes_what_gsplat_expects(monkeypatch):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-5)  # fp32, different batching
 
 
+def test_projection_and_colours_match_gsplat_own_torch_reference():
+    """gsplat ships PyTorch restatements of its projection and SH kernels (``gsplat.cuda._torch_impl``,
+    what its own CUDA tests compare against); they run on CPU, so the footprints, culling, radii and
+    view-dependent colours of the CPU rasterizer are checked against gsplat's code, not only ours."""
+    pytest.importorskip("gsplat")
+    reference = pytest.importorskip("gsplat.cuda._torch_impl")
+    from zpressor_ns.rasterize_torch import project_gaussians, view_dependent_colors
+
+    generator = torch.Generator().manual_seed(11)
+    width, height, num_views = 40, 24, 3
+    means, covariances, harmonics, opacities = random_scene(generator, 400, degree=4)
+    w2c, K = random_cameras(generator, num_views, width, height)
+    near, far = 0.5, 4.0  # some Gaussians behind the near plane, some beyond far
+    projected = project_gaussians(
+        means[None], covariances[None], w2c[None], K[None], torch.full((1, num_views), near),
+        torch.full((1, num_views), far), width, height, eps2d=0.3,
+    )  # fmt: skip
+    radii, means2d, depths, conics, _ = reference._fully_fused_projection(
+        means, covariances, w2c, K, width, height, eps2d=0.3, near_plane=near, far_plane=far
+    )
+    visible = projected.visible[0]
+    assert torch.equal(visible, radii > 0)
+    assert 0.2 < visible.double().mean() < 0.9  # both culled and kept Gaussians are exercised
+    torch.testing.assert_close(projected.radii[0].long(), radii.long(), rtol=0, atol=0)
+    for got, want in (
+        (projected.means2d[0], means2d),
+        (projected.conics[0], conics),
+        (projected.depths[0], depths),
+    ):
+        torch.testing.assert_close(got[visible], want[visible], rtol=1e-9, atol=1e-9)
+
+    camera_centres = torch.linalg.inv(w2c)[:, :3, 3]
+    colours = view_dependent_colors(means[None], harmonics[None], camera_centres[None])[0]
+    directions = means[None] - camera_centres[:, None]
+    expected = reference._spherical_harmonics(
+        4, directions, harmonics.transpose(-1, -2)[None].expand(num_views, -1, -1, -1)
+    )
+    torch.testing.assert_close(colours, (expected + 0.5).clamp_min(0.0), rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_torch_rasterizer_matches_gsplat_on_random_scenes():
