@@ -158,6 +158,28 @@ def test_model_starts_from_given_weights_and_refuses_mismatched_ones(tmp_path):
         )
 
 
+@pytest.mark.parametrize(
+    ("device", "tf32", "expected"),
+    [("cuda", True, "high"), ("cuda", False, "highest"), ("cpu", True, "highest")],
+)
+def test_model_sets_tf32_matmuls_only_for_cuda(device, tf32, expected):
+    """The original trains and evaluates fp32 with TF32 matmuls on the GPU; CPU math stays exact."""
+    from nerfstudio.data.scene_box import SceneBox
+
+    from zpressor_ns.model import FeedForwardModelConfig
+
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        # Built on the CPU either way: the model moves to its device later, in the pipeline.
+        config = FeedForwardModelConfig(method="zpressor-depthsplat", preset="small", tf32_matmul=tf32)
+        config.setup(scene_box=box, num_train_data=1, device=device)
+        assert torch.get_float32_matmul_precision() == expected
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def test_export_command_writes_any_scene(trained_run, tmp_path):
     from zpressor_ns.cli import main
     from zpressor_ns.export import read_ply

@@ -32,7 +32,9 @@ def opengl_to_opencv_c2w(c2w: Float[Tensor, "*batch 4 4"]) -> Float[Tensor, "*ba
 opencv_to_opengl_c2w = opengl_to_opencv_c2w
 
 
-def to_homogeneous(pose: Float[Tensor, "*batch 3 4"] | Float[Tensor, "*batch 4 4"]) -> Float[Tensor, "*batch 4 4"]:
+def to_homogeneous(
+    pose: Float[Tensor, "*batch 3 4"] | Float[Tensor, "*batch 4 4"],
+) -> Float[Tensor, "*batch 4 4"]:
     """Append the row [0, 0, 0, 1] to a 3x4 pose (4x4 poses pass through)."""
     if pose.shape[-2:] == (4, 4):
         return pose
@@ -75,9 +77,7 @@ def normalised_to_pixel_K(
     return out
 
 
-def intrinsics_from_values(
-    fx: Tensor, fy: Tensor, cx: Tensor, cy: Tensor
-) -> Float[Tensor, "*batch 3 3"]:
+def intrinsics_from_values(fx: Tensor, fy: Tensor, cx: Tensor, cy: Tensor) -> Float[Tensor, "*batch 3 3"]:
     """Build [..., 3, 3] intrinsics from broadcastable fx, fy, cx, cy."""
     fx, fy, cx, cy = torch.broadcast_tensors(*(torch.as_tensor(v) for v in (fx, fy, cx, cy)))
     K = torch.zeros(*fx.shape, 3, 3, dtype=fx.dtype, device=fx.device)
@@ -102,7 +102,9 @@ def sanitise_c2w(
     """
     if not torch.isfinite(c2w).all():
         bad = (~torch.isfinite(c2w.reshape(-1, 16))).any(-1).nonzero().flatten().tolist()
-        raise CameraError(f"{where}: camera pose has NaN or infinite entries (frames {bad[:10]}); fix or drop them")
+        raise CameraError(
+            f"{where}: camera pose has NaN or infinite entries (frames {bad[:10]}); fix or drop them"
+        )
     rot = c2w[..., :3, :3].double()
     det = torch.linalg.det(rot)
     if (det <= 1e-12).any():

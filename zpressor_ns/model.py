@@ -71,6 +71,9 @@ class FeedForwardModelConfig(ModelConfig):
     """SH degree written by ns-export (standard 3DGS viewers read degree 3; the model predicts 4)."""
     background_color: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Background of training/evaluation renders (the original uses black)."""
+    tf32_matmul: bool = True
+    """On CUDA, fp32 matmuls run as TF32 (``torch.set_float32_matmul_precision("high")``), as the
+    original's main.py sets for its whole run; ZPressor's attention is bf16 either way. CPU stays exact."""
 
 
 class FeedForwardSplatModel(SplatfactoModel):
@@ -78,6 +81,9 @@ class FeedForwardSplatModel(SplatfactoModel):
 
     def populate_modules(self) -> None:
         Model.populate_modules(self)  # not Splatfacto's: no per-scene Gaussians, strategy or LPIPS download
+        if self.config.tf32_matmul and torch.device(self.kwargs.get("device", "cpu")).type == "cuda":
+            # Process-wide, like the original: backward matmuls must use it too, so no scoped context.
+            torch.set_float32_matmul_precision("high")
         self.encoder = build_encoder(
             self.config.method,
             self.config.preset,
