@@ -278,6 +278,29 @@ def test_flex_backend_matches_the_reference_on_cpu():
     torch.testing.assert_close(out.features, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["sdpa", "flex"])
+def test_bf16_kernels_keep_fp32_outputs_close_to_the_reference(backend, monkeypatch):
+    """The CUDA path casts attention inputs to bf16 (as the original) and everything else stays fp32. CPU
+    kernels accept bf16 too, so the dtype plumbing of that path is checked here, before any GPU run."""
+    import zpressor_ns.zpressor as zpressor_module
+    from zpressor_ns.attention import KernelChoice
+
+    monkeypatch.setattr(
+        zpressor_module, "choose_kernel", lambda name, device: KernelChoice(backend, torch.bfloat16)
+    )
+    dim, layers, k = 32, 2, 5
+    module, sd = build(dim, layers, True, backend=backend)
+    features = torch.randn(2, 12, dim, 3, 4, generator=torch.Generator().manual_seed(4))
+    c2w = two_layouts()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # eager FlexAttention warns that it is unfused
+        out = module(features, c2w, k)
+    expected, _, _ = reference_zpressor(sd, features, c2w, k, layers, True)
+    assert out.features.dtype == torch.float32
+    error = (out.features - expected).abs().max().item()
+    assert 1e-6 < error < 3e-2  # bf16 rounding did happen, and only that
+
+
 def test_as_many_anchors_as_views_skips_every_cross_attention():
     dim, layers = 16, 2
     module, sd = build(dim, layers, True)
