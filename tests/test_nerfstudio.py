@@ -127,6 +127,32 @@ def test_ns_export_writes_a_standard_splat(trained_run, tmp_path):
     assert 0 < len(ply["x"]) <= anchors * height * width
 
 
+def test_ns_render_interpolate_flies_between_the_display_scene_cameras(trained_run, tmp_path, monkeypatch):
+    import nerfstudio.scripts.render as ns_render
+    from PIL import Image
+
+    # Nerfstudio refuses to start without an ffmpeg binary, even for image output; frames need none.
+    monkeypatch.setattr(ns_render.install_checks, "check_ffmpeg_installed", lambda: None)
+    config_path = trained_run.get_base_dir() / "config.yml"
+    steps = 3
+    ns_render.RenderInterpolated(
+        load_config=config_path, output_path=tmp_path / "frames", output_format="images",
+        image_format="png", interpolation_steps=steps,
+    ).main()  # fmt: skip
+    frames = sorted((tmp_path / "frames").glob("*.png"))
+    _, pipeline, _, _ = eval_setup(config_path, test_mode="inference")
+    cameras = pipeline.datamanager.eval_dataset.cameras
+    assert len(frames) == steps * (len(cameras) - 1)
+    first = np.asarray(Image.open(frames[0]), dtype=np.float32) / 255
+    assert first.shape == (64, 128, 3)
+    # The path starts at the display scene's first context camera: the same image as the viewer's.
+    with torch.no_grad():
+        expected = pipeline.model.get_outputs_for_camera(cameras[0:1])["rgb"].numpy()
+    np.testing.assert_allclose(first, expected, atol=1.5 / 255)
+    middle = np.asarray(Image.open(frames[1]), dtype=np.float32) / 255
+    assert np.abs(middle - first).mean() > 1e-3  # the camera moves along the path
+
+
 def test_loading_a_checkpoint_of_another_method_is_refused(
     trained_run, synthetic_root, tmp_path, method_config
 ):
