@@ -111,6 +111,46 @@ def test_viewer_renders_the_cached_scene_through_nerfstudio_cameras(trained_run)
     assert torch.allclose(outputs["rgb"], direct.color[0, 0].permute(1, 2, 0).clamp(0, 1), atol=1e-4)
 
 
+def test_viewer_frustums_set_anchors_apart_from_supports():
+    import viser.transforms as vtf
+    from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
+
+    from zpressor_ns.viewer_cameras import ANCHOR_COLOUR, SUPPORT_COLOUR, draw_context_cameras
+
+    class Handle:
+        def __init__(self, **kwargs):
+            self.kwargs, self.removed = kwargs, False
+
+        def remove(self):
+            self.removed = True
+
+    class Scene:
+        def add_camera_frustum(self, **kwargs):
+            return Handle(**kwargs)
+
+    server = type("Server", (), {"scene": Scene()})()
+    c2w = torch.eye(4).repeat(1, 4, 1, 1)
+    c2w[0, :, 0, 3] = torch.arange(4.0)
+    c2w[0, 2, :3, :3] = torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])  # one camera rolled 90 degrees
+    K = torch.tensor([[1.0, 0, 0.5], [0, 1.0, 0.5], [0, 0, 1]]).expand(1, 4, 3, 3)
+    context = {"c2w": c2w, "K": K, "image": torch.zeros(1, 4, 3, 64, 128)}
+    first = draw_context_cameras(server, context, torch.tensor([[2, 0]]))
+    colours = [h.kwargs["color"] for h in first]
+    assert colours == [ANCHOR_COLOUR, SUPPORT_COLOUR, ANCHOR_COLOUR, SUPPORT_COLOUR]
+    assert first[2].kwargs["scale"] > first[1].kwargs["scale"]
+    np.testing.assert_allclose(
+        first[3].kwargs["position"], np.array([3.0, 0, 0]) * VISER_NERFSTUDIO_SCALE_RATIO
+    )
+    rotation = vtf.SO3(np.asarray(first[2].kwargs["wxyz"])).as_matrix()
+    np.testing.assert_allclose(rotation, c2w[0, 2, :3, :3].numpy(), atol=1e-6)
+    assert first[0].kwargs["fov"] == pytest.approx(2 * np.arctan(0.5))  # vertical, from normalised fy
+    assert first[0].kwargs["aspect"] == pytest.approx(2.0)
+    # Redrawing (another scene or view count) replaces the old frustums; without ZPressor all are supports.
+    second = draw_context_cameras(server, context, None, previous=first)
+    assert all(h.removed for h in first)
+    assert {h.kwargs["color"] for h in second} == {SUPPORT_COLOUR}
+
+
 def test_ns_export_writes_a_standard_splat(trained_run, tmp_path):
     pytest.importorskip(
         "open3d", reason="ns-export imports open3d, which needs libusb-1.0 (scripts/setup.sh)"
