@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from zpressor_ns.data.eval_index import EvaluationIndex
+from zpressor_ns.paper_reference import paper_score
 
 METRICS = ("psnr", "ssim", "lpips")
 
@@ -36,6 +37,7 @@ class SweepRow:
     peak_mib: float | None = None
     gaussians: int | None = None
     per_scene: dict[str, dict[str, float]] = field(default_factory=dict)  # scene -> its scores and timings
+    paper: dict[str, float | str] | None = None  # the published score under this protocol, if any
 
 
 def find_index_file(folder: Path, views: int) -> Path | None:
@@ -57,12 +59,14 @@ def sweep_pipeline(
     """Rows of one trained pipeline (``FeedForwardPipeline``) over the given view counts."""
     rows = []
     device = torch.device(pipeline.device)
+    image_shape = tuple(pipeline.datamanager.config.image_shape)
     for count in views:
         path = find_index_file(index_dir, count)
         if path is None:
             rows.append(SweepRow(method, count, "", "missing index"))
             continue
-        row = SweepRow(method, count, str(path), "ok")
+        reference = paper_score(method, count, path, image_shape)
+        row = SweepRow(method, count, str(path), "ok", paper=None if reference is None else asdict(reference))
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
@@ -98,17 +102,32 @@ def _cell(value: float | int | None, digits: int) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:.{digits}f}"
 
 
+def _paper_cell(row: SweepRow) -> str:
+    if row.paper is None:
+        return "-"
+    return f"{row.paper['psnr']:.2f} / {row.paper['ssim']:.3f} / {row.paper['lpips']:.3f}"
+
+
 def markdown_table(rows: list[SweepRow]) -> str:
-    """The paper's layout: view counts from most to fewest, one line per method, deltas to the first."""
+    """The paper's layout: view counts from most to fewest, one line per method, deltas to the first.
+
+    Where the paper published a score under the same protocol, a last column shows it.
+    """
+    with_paper = any(row.paper is not None for row in rows)
     header = "| Views | Method | PSNR | SSIM | LPIPS | Encoder (ms) | Render (ms) | Peak (MiB) | Gaussians |"
-    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
+    rule = "|---|---|---|---|---|---|---|---|---|"
+    if with_paper:
+        header, rule = header + " Paper (PSNR / SSIM / LPIPS) |", rule + "---|"
+    lines = [header, rule]
     for count in sorted({row.views for row in rows}, reverse=True):
         group = [row for row in rows if row.views == count]
         base = next((row for row in group if row.status == "ok"), None)
         for row in group:
+            paper = f" {_paper_cell(row)} |" if with_paper else ""
             if row.status != "ok":
                 lines.append(
                     f"| {count} | {row.method} | {row.status} | {row.status} | {row.status} | - | - | - | - |"
+                    + paper
                 )
                 continue
             cells = []
@@ -120,13 +139,14 @@ def markdown_table(rows: list[SweepRow]) -> str:
                 cells.append(text)
             lines.append(
                 f"| {count} | {row.method} | {' | '.join(cells)} | {_cell(row.encoder_ms, 1)} | "
-                f"{_cell(row.render_ms, 1)} | {_cell(row.peak_mib, 0)} | {_cell(row.gaussians, 0)} |"
+                f"{_cell(row.render_ms, 1)} | {_cell(row.peak_mib, 0)} | {_cell(row.gaussians, 0)} |" + paper
             )
     return "\n".join(lines)
 
 
 def plot_rows(rows: list[SweepRow], path: Path) -> None:
-    """PSNR, SSIM, LPIPS and encoder time against context views, one line per method (OOM: missing)."""
+    """PSNR, SSIM, LPIPS and encoder time against context views, one line per method (OOM: missing);
+    the paper's published scores, where the protocol has them, as dashed lines of the method's colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,7 +161,17 @@ def plot_rows(rows: list[SweepRow], path: Path) -> None:
         for axis, (name, label) in zip(axes, panels):
             points = [(row.views, getattr(row, name)) for row in ok if getattr(row, name) is not None]
             if points:
-                axis.plot(*zip(*points), marker="o", label=method)
+                (line,) = axis.plot(*zip(*points), marker="o", label=method)
+            published = sorted(
+                (row.views, row.paper[name])
+                for row in rows
+                if row.method == method and row.paper is not None and name in row.paper
+            )
+            if published:
+                colour = line.get_color() if points else None
+                axis.plot(
+                    *zip(*published), linestyle="--", marker="x", color=colour, label=f"{method} (paper)"
+                )
             axis.set_xlabel("context views")
             axis.set_ylabel(label)
             axis.grid(alpha=0.3)

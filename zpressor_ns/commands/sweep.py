@@ -4,7 +4,9 @@ Each run (a Nerfstudio ``config.yml``) is scored on the index file for each view
 ``--index-dir`` by the official naming ``<dataset>_ctx_<N>v_tgt_8v_*.json``; rows report PSNR / SSIM /
 LPIPS as ns-eval computes them, plus encoder and render time, peak GPU memory and Gaussians per scene.
 A view count that runs out of memory is reported as OOM and the sweep goes on. Writes sweep.json,
-sweep.md (the paper's table layout, deltas against the first run) and sweep.png.
+sweep.md (the paper's table layout, deltas against the first run) and sweep.png. Runs of the paper
+configuration scored on the official DL3DV files at 256x448 also get the paper's Table 1 scores beside
+theirs (a table column, dashed lines in the plot), so a reproduction reads against them at a glance.
 
 Example (the paper's DL3DV table, ZPressor against the baseline):
   zpressor-ns sweep --load-config runs/zp/config.yml runs/base/config.yml \\
