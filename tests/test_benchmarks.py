@@ -282,3 +282,52 @@ def test_rasterizer_case_reports_seconds_per_pixel_aligned_scene(scripts):
     assert 0 < result["best_seconds"] <= result["median_seconds"]
     assert 0 <= result["best_cpu_seconds"]
     assert result["name"] == "tiny" and result["backend"] == "torch"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The CUDA path on fake CUDA tensors (benchmarks/cuda_dry_run.py)
+
+
+@pytest.fixture(scope="module")
+def dry_runs(benchmarks_on_path, tmp_path_factory):
+    """Paper-size dry runs: the script for ZPressor at 12 views (JSON), then 24 views and the baseline."""
+    dry = importlib.import_module("cuda_dry_run")
+    out = tmp_path_factory.mktemp("dry") / "dry_run.json"
+    arguments = ["--methods", "zpressor-depthsplat", "--views", "12", "--resolutions", "256x448"]
+    assert dry.main([*arguments, "--out", str(out)]) == 0
+    (twelve,) = json.loads(out.read_text())
+    return (
+        dry,
+        twelve,
+        dry.dry_run("zpressor-depthsplat", 24, 256, 448),
+        dry.dry_run("depthsplat", 12, 256, 448),
+    )
+
+
+def test_paper_encoders_run_their_cuda_path_on_fake_tensors(dry_runs):
+    """Every output on CUDA in fp32 (checked inside the dry run), Gaussians of the kept views only, and the
+    weights counted once: the parameter counts of the issue in fp32."""
+    _, twelve, twentyfour, baseline = dry_runs
+    pixels = 256 * 448
+    assert (twelve["anchors"], twelve["gaussians"]) == (6, 6 * pixels)
+    assert twentyfour["gaussians"] == 6 * pixels and baseline["gaussians"] == 12 * pixels
+    assert twelve["weights_gb"] == pytest.approx(116_072_834 * 4 / 1e9, abs=2e-3)
+    assert baseline["weights_gb"] == pytest.approx(114_587_522 * 4 / 1e9, abs=2e-3)
+
+
+def test_zpressor_memory_stays_flat_and_matches_the_memory_model(dry_runs):
+    dry, twelve, twentyfour, baseline = dry_runs
+    # Twelve more views add their images, nothing else: the anchors' stages set the peak.
+    assert twentyfour["activations_gb"] == twelve["activations_gb"]
+    image_gb = 12 * 3 * 256 * 448 * 4 / 1e9
+    assert twentyfour["peak_gb"] - twelve["peak_gb"] == pytest.approx(image_gb, abs=2e-3)
+    # The baseline keeps all 12 views: twice the anchors' activations.
+    assert baseline["activations_gb"] == pytest.approx(2 * twelve["activations_gb"], rel=0.01)
+    # The analytic model behind num_anchors="auto" agrees with the tracked tensors where the anchors
+    # set the peak, and is conservative (never below) while ZPressor runs.
+    for row in (twelve, twentyfour, baseline):
+        assert row["model_activations_gb"] == pytest.approx(row["activations_gb"], rel=0.02)
+    assert twelve["model_view_phase_gb"] >= twelve["zpressor_activations_gb"] > 0
+    # The simulation is undone afterwards.
+    assert not torch.compiler.is_compiling()
+    assert dry.attention._flex_call(torch.device("cpu")) is not dry._flex_stand_in

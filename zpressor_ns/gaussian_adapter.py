@@ -31,11 +31,13 @@ def num_gaussian_channels(sh_degree: int) -> int:
 
 
 def sh_damping(sh_degree: int, device: torch.device | str | None = None) -> Float[Tensor, " n"]:
-    """1 for the DC term and 0.1 * 0.25^l for degree l: keeps early view dependence small."""
-    degrees = torch.arange(sh_degree + 1, device=device).repeat_interleave(
-        2 * torch.arange(sh_degree + 1, device=device) + 1
-    )
-    return torch.where(degrees == 0, 1.0, 0.1 * 0.25 ** degrees.float())
+    """1 for the DC term and 0.1 * 0.25^l for degree l: keeps early view dependence small.
+
+    Coefficient i has degree floor(sqrt(i)) (exact in floating point for these small integers); unlike a
+    tensor-valued repeat_interleave this needs no device-to-host copy on CUDA.
+    """
+    degrees = torch.arange(num_coefficients(sh_degree), device=device).float().sqrt().floor()
+    return torch.where(degrees == 0, 1.0, 0.1 * 0.25**degrees)
 
 
 def quaternion_xyzw_to_matrix(
