@@ -22,7 +22,7 @@ NERFSTUDIO_FACE = {
     "zpressor_ns.method_configs",
     "zpressor_ns.dataparsers",
 }
-GPU_BENCHMARKS = ("common", "efficiency", "rasterizer", "zpressor_module")
+GPU_BENCHMARKS = ("common", "cuda_dry_run", "efficiency", "rasterizer", "zpressor_module")
 # Raises ModuleNotFoundError for Nerfstudio and its UI stack, as on a machine without them.
 BLOCKER = """
 import sys
