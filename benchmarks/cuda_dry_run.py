@@ -46,6 +46,7 @@ from zpressor_ns.backbones.memory_budget import ACTIVATION_SLACK, estimate_memor
 
 GB = 1e9
 FOCAL = 0.9  # normalised horizontal focal length of the dry run's cameras
+CUDA = torch.device("cuda", 0)  # the device the tracker files fake CUDA storages under
 
 
 def _flex_stand_in(query, key, value, block_mask=None, scale=None):
@@ -68,6 +69,15 @@ def _gb(value: float) -> float:
     return round(value / GB, 3)
 
 
+def _by_kind(snapshot: dict) -> dict[str, float]:
+    """A tracker snapshot of the CUDA device keyed by kind name: PARAM, BUFFER, ACT, TEMP, OTH, Total."""
+    return {str(kind).rsplit(".", 1)[-1]: value for kind, value in snapshot[CUDA].items()}
+
+
+def _activations(by_kind: dict[str, float]) -> float:
+    return by_kind.get("ACT", 0.0) + by_kind.get("TEMP", 0.0)
+
+
 def _activations_while(tracker, module: torch.nn.Module | None) -> float | None:
     """Activation bytes at the peak reached while ``module`` ran (ZPressor: every view's features and
     keys/values are alive then, the memory model's "view phase")."""
@@ -75,26 +85,19 @@ def _activations_while(tracker, module: torch.nn.Module | None) -> float | None:
         return None
     from torch.distributed._tools.mem_tracker import _ModState
 
-    snapshot = tracker.memory_tracking[module].snapshots[_ModState.PEAK_FW][-1]
-    by_kind = {
-        str(kind).rsplit(".", 1)[-1]: value for kind, value in snapshot[torch.device("cuda", 0)].items()
-    }
-    return by_kind.get("ACT", 0.0) + by_kind.get("TEMP", 0.0)
+    return _activations(_by_kind(tracker.memory_tracking[module].snapshots[_ModState.PEAK_FW][-1]))
 
 
-def dry_run(
-    method: str, views: int, height: int, width: int, preset: str = "paper", anchors: int | None = None
-) -> dict[str, Any]:
+def dry_run(method: str, views: int, height: int, width: int, preset: str = "paper") -> dict[str, Any]:
     """One inference forward of ``method`` on fake CUDA tensors: its outputs' shapes and its memory."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    overrides = {} if anchors is None or method == "depthsplat" else {"num_anchors": anchors}
-    encoder = build_encoder(method, preset, **overrides).eval()  # real weights: their init needs values
+    encoder = build_encoder(method, preset).eval()  # real weights: their initialisation needs values
     c2w = camera_path(torch.linspace(0.0, 1.0, views))[None]
     K = torch.tensor([[FOCAL, 0.0, 0.5], [0.0, FOCAL * width / height, 0.5], [0.0, 0.0, 1.0]])
     weight_bytes = sum(t.numel() * t.element_size() for t in (*encoder.parameters(), *encoder.buffers()))
-    device = torch.device("cuda")
+    device = CUDA
     with simulated_cuda(), FakeTensorMode(allow_non_fake_inputs=True):
         encoder = encoder.to(device)
         inputs = (
@@ -108,17 +111,14 @@ def dry_run(
         tracker.track_external(encoder, *inputs)
         with tracker, torch.inference_mode():
             output = encoder(*inputs)
-        peak = tracker.get_tracker_snapshot("peak")[torch.device("cuda", 0)]
+        peak = _by_kind(tracker.get_tracker_snapshot("peak"))
         view_phase = _activations_while(tracker, encoder.zpressor)
     for name in ("means", "covariances", "harmonics", "opacities"):
         tensor = getattr(output, name)
         if tensor.device.type != "cuda" or tensor.dtype != torch.float32:
             raise AssertionError(f"{method}: output {name} is {tensor.dtype} on {tensor.device}")
     kept = views if output.anchors is None else output.anchors.shape[1]
-    by_kind = {str(kind).rsplit(".", 1)[-1]: value for kind, value in peak.items()}
-    model = estimate_memory(
-        encoder.config, views, kept, height, width, weight_bytes=weight_bytes, batch=1
-    )  # fmt: skip
+    model = estimate_memory(encoder.config, views, kept, height, width, weight_bytes=weight_bytes)
     return {
         "method": method,
         "preset": preset,
@@ -127,10 +127,10 @@ def dry_run(
         "width": width,
         "anchors": kept,
         "gaussians": int(output.means.shape[1]),
-        "weights_gb": _gb(by_kind.get("PARAM", 0.0) + by_kind.get("BUFFER", 0.0)),
-        "inputs_gb": _gb(by_kind.get("OTH", 0.0)),
-        "activations_gb": _gb(by_kind.get("ACT", 0.0) + by_kind.get("TEMP", 0.0)),
-        "peak_gb": _gb(by_kind["Total"]),
+        "weights_gb": _gb(peak.get("PARAM", 0.0) + peak.get("BUFFER", 0.0)),
+        "inputs_gb": _gb(peak.get("OTH", 0.0)),
+        "activations_gb": _gb(_activations(peak)),
+        "peak_gb": _gb(peak["Total"]),
         "zpressor_activations_gb": None if view_phase is None else _gb(view_phase),
         "model_activations_gb": _gb(max(model.view_phase, model.anchor_phase)),
         "model_view_phase_gb": _gb(model.view_phase),
