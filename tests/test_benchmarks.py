@@ -331,3 +331,47 @@ def test_zpressor_memory_stays_flat_and_matches_the_memory_model(dry_runs):
     # The simulation is undone afterwards.
     assert not torch.compiler.is_compiling()
     assert dry.attention._flex_call(torch.device("cpu")) is not dry._flex_stand_in
+
+
+# ---------------------------------------------------------------------------------------------------
+# Replicates of the view-trend study read together (benchmarks/view_trend_replicates.py)
+
+
+def _study_json(path: Path, seed: int, gaps: dict[int, float], change: float) -> Path:
+    """The fields of a view_trend_study.py result that the replicate summary reads."""
+    payload = {
+        "settings": {"seed": seed},
+        "gap_zpressor_minus_baseline": [{"views": v, "psnr": g, "psnr_se": 0.1} for v, g in gaps.items()],
+        "gap_change": {"from_views": 8, "to_views": 36, "psnr": change, "psnr_se": 0.2},
+    }
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def test_replicates_report_the_spread_between_training_runs(benchmarks_on_path, tmp_path, capsys):
+    replicates = importlib.import_module("view_trend_replicates")
+    files = [
+        _study_json(tmp_path / "b.json", 1, {8: -1.0, 36: 0.0}, 1.0),
+        _study_json(tmp_path / "a.json", 0, {8: -2.0, 36: 1.0}, 3.0),
+        _study_json(tmp_path / "c.json", 2, {8: -3.0, 36: -1.0, 12: -2.5}, 2.0),
+    ]
+    out = tmp_path / "summary"
+    assert replicates.main([*map(str, files), "--out", str(out)]) == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["seeds"] == [0, 1, 2]  # ordered by seed, whatever the file order
+    assert [row["views"] for row in summary["psnr_gap"]] == [8, 36]  # only counts every run scored
+    at_8 = summary["psnr_gap"][0]
+    assert at_8["runs"] == [-2.0, -1.0, -3.0] and at_8["mean"] == pytest.approx(-2.0)
+    assert at_8["se"] == pytest.approx(1.0 / 3**0.5)  # sample SD 1 over sqrt(3) runs
+    change = summary["psnr_gap_change"]
+    assert change["mean"] == pytest.approx(2.0) and change["grew_in_runs"] == 3
+    assert "| change 8 -> 36 | +3.00 | +1.00 | +2.00 | +2.00 ± 0.58 |" in capsys.readouterr().out
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_replicates_refuse_runs_that_measured_different_changes(benchmarks_on_path, tmp_path):
+    replicates = importlib.import_module("view_trend_replicates")
+    first = replicates.load_run(_study_json(tmp_path / "a.json", 0, {8: -1.0}, 1.0))
+    second = dict(first, change_views=(12, 36))
+    with pytest.raises(ValueError, match="different view counts"):
+        replicates.summarise([first, second])
