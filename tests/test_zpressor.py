@@ -301,6 +301,23 @@ def test_bf16_kernels_keep_fp32_outputs_close_to_the_reference(backend, monkeypa
     assert 1e-6 < error < 3e-2  # bf16 rounding did happen, and only that
 
 
+def test_sync_free_layout_compiles_as_one_graph():
+    """The FlexAttention layout (the CUDA default) has no host sync or data-dependent shape, so
+    torch.compile captures the whole module with fullgraph=True (a graph break would raise)."""
+    dim, layers, k = 32, 2, 3
+    module, _ = build(dim, layers, True, backend="flex")
+    features = torch.randn(1, 7, dim, 4, 6, generator=torch.Generator().manual_seed(6))
+    c2w = poses(line_centres([0, 1, 2, 3, 4, 5, 6.5]))
+    torch._dynamo.reset()
+    compiled = torch.compile(module, fullgraph=True, backend="eager")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # eager FlexAttention warns that it is unfused
+        expected = module(features, c2w, k)
+        out = compiled(features, c2w, k)
+    assert torch.equal(out.anchors, expected.anchors)
+    torch.testing.assert_close(out.features, expected.features, rtol=0, atol=1e-6)
+
+
 def test_as_many_anchors_as_views_skips_every_cross_attention():
     dim, layers = 16, 2
     module, sd = build(dim, layers, True)
