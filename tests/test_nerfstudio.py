@@ -48,6 +48,39 @@ def test_methods_and_dataparsers_are_registered():
     assert parsers["dl3dv"].config.evaluation_window == 50
 
 
+def documented_ns_train_commands() -> list[list[str]]:
+    """Every ``ns-train`` command line in the README and docs/ (continuations joined, comments dropped)."""
+    import shlex
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    commands = []
+    for doc in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]:
+        text = doc.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            if line.startswith("ns-train "):
+                commands.append(shlex.split(line.split(" #")[0])[1:])
+    return commands
+
+
+def test_documented_ns_train_commands_parse():
+    """The README's commands are what users paste: each must parse with Nerfstudio's own CLI (an option
+    after the dataparser's name that belongs to the method is refused there)."""
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+    from zpressor_ns.dataparsers.multiscene import MultiSceneDataParserConfig
+
+    commands = documented_ns_train_commands()
+    assert len(commands) >= 4
+    for argv in commands:
+        config = tyro.cli(AnnotatedBaseConfigUnion, args=argv)
+        assert config.method_name == argv[0]
+        assert isinstance(config.pipeline.datamanager.dataparser, MultiSceneDataParserConfig), argv
+        assert config.data is not None or config.pipeline.datamanager.dataparser.data is not None, argv
+        if "--pipeline.model.pretrained" in argv:
+            assert config.pipeline.model.pretrained is not None
+
+
 def test_train_writes_checkpoint_and_resumes(trained_run, synthetic_root, method_config):
     checkpoints = sorted(p.name for p in trained_run.get_checkpoint_dir().glob("step-*.ckpt"))
     assert checkpoints == ["step-000000002.ckpt"]
