@@ -266,15 +266,21 @@ def test_fusion_matches_the_loop_reference(backend, self_attention, heads):
     torch.testing.assert_close(out.features, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_flex_backend_matches_the_reference_on_cpu():
+def fused_and_reference(backend: str, seed: int) -> tuple:
+    """ZPressor (dim 32, 2 layers, K=5) on the two camera layouts, and the loop-form reference's output."""
     dim, layers, k = 32, 2, 5
-    module, sd = build(dim, layers, True, backend="flex")
-    features = torch.randn(2, 12, dim, 3, 4, generator=torch.Generator().manual_seed(2))
+    module, sd = build(dim, layers, True, backend=backend)
+    features = torch.randn(2, 12, dim, 3, 4, generator=torch.Generator().manual_seed(seed))
     c2w = two_layouts()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # eager FlexAttention warns that it is unfused
         out = module(features, c2w, k)
     expected, _, _ = reference_zpressor(sd, features, c2w, k, layers, True)
+    return out, expected
+
+
+def test_flex_backend_matches_the_reference_on_cpu():
+    out, expected = fused_and_reference("flex", seed=2)
     torch.testing.assert_close(out.features, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -288,14 +294,7 @@ def test_bf16_kernels_keep_fp32_outputs_close_to_the_reference(backend, monkeypa
     monkeypatch.setattr(
         zpressor_module, "choose_kernel", lambda name, device: KernelChoice(backend, torch.bfloat16)
     )
-    dim, layers, k = 32, 2, 5
-    module, sd = build(dim, layers, True, backend=backend)
-    features = torch.randn(2, 12, dim, 3, 4, generator=torch.Generator().manual_seed(4))
-    c2w = two_layouts()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # eager FlexAttention warns that it is unfused
-        out = module(features, c2w, k)
-    expected, _, _ = reference_zpressor(sd, features, c2w, k, layers, True)
+    out, expected = fused_and_reference(backend, seed=4)
     assert out.features.dtype == torch.float32
     error = (out.features - expected).abs().max().item()
     assert 1e-6 < error < 3e-2  # bf16 rounding did happen, and only that
