@@ -38,14 +38,13 @@ from unittest import mock
 
 import torch
 from common import markdown_table, write_json
-from efficiency import ISSUE_VIEWS, METHODS, camera_path, parse_size, runnable_size
+from efficiency import ISSUE_VIEWS, METHODS, parse_size, runnable_size, synthetic_inputs
 
 from zpressor_ns import attention
 from zpressor_ns.backbones import build_encoder, required_multiple
 from zpressor_ns.backbones.memory_budget import ACTIVATION_SLACK, estimate_memory
 
 GB = 1e9
-FOCAL = 0.9  # normalised horizontal focal length of the dry run's cameras
 CUDA = torch.device("cuda", 0)  # the device the tracker files fake CUDA storages under
 
 
@@ -94,19 +93,13 @@ def dry_run(method: str, views: int, height: int, width: int, preset: str = "pap
     from torch.distributed._tools.mem_tracker import MemTracker
 
     encoder = build_encoder(method, preset).eval()  # real weights: their initialisation needs values
-    c2w = camera_path(torch.linspace(0.0, 1.0, views))[None]
-    K = torch.tensor([[FOCAL, 0.0, 0.5], [0.0, FOCAL * width / height, 0.5], [0.0, 0.0, 1.0]])
     weight_bytes = sum(t.numel() * t.element_size() for t in (*encoder.parameters(), *encoder.buffers()))
     device = CUDA
     with simulated_cuda(), FakeTensorMode(allow_non_fake_inputs=True):
         encoder = encoder.to(device)
-        inputs = (
-            torch.empty(1, views, 3, height, width, device=device),
-            c2w.to(device),
-            K.expand(1, views, 3, 3).to(device),
-            torch.ones(1, views, device=device),
-            torch.full((1, views), 200.0, device=device),
-        )
+        # The efficiency benchmark's inputs, made inside the fake mode: shapes without data, at any size.
+        made = synthetic_inputs(views, 1, height, width, device, seed=0)
+        inputs = tuple(made[name] for name in ("images", "c2w", "K", "near", "far"))
         tracker = MemTracker()
         tracker.track_external(encoder, *inputs)
         with tracker, torch.inference_mode():
