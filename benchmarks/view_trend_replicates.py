@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from view_trend_study import mean_and_se
+
 from zpressor_ns.paper_reference import DL3DV_TABLE_1
-
-
-def mean_and_between_run_se(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean over runs and the standard error of that mean from the spread between runs."""
-    mean = statistics.fmean(values)
-    return mean, (statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None)
 
 
 def load_run(path: Path) -> dict:
@@ -49,11 +44,11 @@ def summarise(runs: Sequence[dict]) -> dict:
     views = sorted(set.intersection(*(set(run["gap"]) for run in runs)))
     per_views = []
     for count in views:
-        mean, se = mean_and_between_run_se([run["gap"][count][0] for run in runs])
+        mean, se = mean_and_se([run["gap"][count][0] for run in runs])
         per_views.append(
             {"views": count, "runs": [run["gap"][count][0] for run in runs], "mean": mean, "se": se}
         )
-    mean, se = mean_and_between_run_se([run["change"][0] for run in runs])
+    mean, se = mean_and_se([run["change"][0] for run in runs])
     return {
         "seeds": [run["seed"] for run in runs],
         "files": [run["file"] for run in runs],

@@ -245,7 +245,7 @@ def evaluate(method: str, settings: StudySettings) -> tuple[list[SweepRow], PerS
     return rows, {row.views: row.per_scene for row in rows if row.status == "ok"}
 
 
-def _mean_and_se(values: list[float]) -> tuple[float | None, float | None]:
+def mean_and_se(values: list[float]) -> tuple[float | None, float | None]:
     """Mean and standard error of the mean; None where there are too few values."""
     mean = statistics.fmean(values) if values else None
     se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
@@ -267,7 +267,7 @@ def paired_gaps(zpressor: PerScene, baseline: PerScene) -> list[dict]:
         row: dict = {"views": views, "scenes": len(scenes)}
         for metric in METRICS:
             differences = [_gap(zpressor, baseline, views, s, metric) for s in scenes]
-            row[metric], row[f"{metric}_se"] = _mean_and_se(differences if None not in differences else [])
+            row[metric], row[f"{metric}_se"] = mean_and_se(differences if None not in differences else [])
         gaps.append(row)
     return gaps
 
@@ -287,7 +287,7 @@ def gap_change(zpressor: PerScene, baseline: PerScene) -> dict | None:
         ]
         complete = all(None not in pair for pair in pairs)
         deltas = [at_high - at_low for at_high, at_low in pairs] if complete else []
-        change[metric], change[f"{metric}_se"] = _mean_and_se(deltas)
+        change[metric], change[f"{metric}_se"] = mean_and_se(deltas)
     return change
 
 
