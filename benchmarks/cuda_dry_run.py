@@ -22,7 +22,7 @@ internally. Four things are simulated, and only inside the dry run:
   (finite camera centres); fake tensors have no values to check.
 - cuDNN is off, so ``grid_sample`` dispatches to the kernel that fake tensors support.
 
-Every row also carries the analytic peak of ``zpressor_ns/backbones/memory_budget.py`` (the model behind
+Every row also carries the analytic peak of ``zpressor_ns/encoders/depthsplat/memory_budget.py`` (the model behind
 ``num_anchors="auto"``) for comparison.
 """
 
@@ -41,8 +41,8 @@ from common import markdown_table, write_json
 from efficiency import ISSUE_VIEWS, METHODS, parse_size, runnable_size, synthetic_inputs
 
 from zpressor_ns import attention
-from zpressor_ns.backbones import build_encoder, required_multiple
-from zpressor_ns.backbones.memory_budget import ACTIVATION_SLACK, estimate_memory
+from zpressor_ns.encoders import build_encoder, required_multiple
+from zpressor_ns.encoders.depthsplat.memory_budget import ACTIVATION_SLACK, estimate_memory
 
 GB = 1e9
 CUDA = torch.device("cuda", 0)  # the device the tracker files fake CUDA storages under

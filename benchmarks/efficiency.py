@@ -49,7 +49,7 @@ from common import (
 from jaxtyping import Float
 from torch import Tensor
 
-from zpressor_ns.backbones import build_encoder, encoder_config, required_multiple
+from zpressor_ns.encoders import build_encoder, encoder_config, required_multiple
 from zpressor_ns.gaussians import Gaussians
 from zpressor_ns.pretrained import load_pretrained
 from zpressor_ns.render import render_gaussians

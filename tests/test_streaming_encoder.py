@@ -11,16 +11,16 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from zpressor_ns.backbones import build_encoder, encoder_config
-from zpressor_ns.backbones.depthsplat import DepthSplatEncoder
-from zpressor_ns.backbones.memory_budget import (
-    BYTES_PER_GB,
+from zpressor_ns.blocks.position import add_window_position
+from zpressor_ns.encoders import build_encoder, encoder_config
+from zpressor_ns.encoders.depthsplat.encoder import DepthSplatEncoder
+from zpressor_ns.encoders.memory import BYTES_PER_GB
+from zpressor_ns.encoders.depthsplat.memory_budget import (
     anchor_phase_values,
     anchors_for_budget,
     cnn_chunk_values,
     estimate_memory,
 )
-from zpressor_ns.backbones.position import add_window_position
 
 H, W = 64, 64
 OUTPUTS = ("means", "covariances", "harmonics", "opacities", "depths", "latent")
@@ -311,7 +311,7 @@ def test_auto_anchors_follow_the_budget(zp_encoder, base_encoder) -> None:
     assert out.anchors.shape == (1, 4)
     with pytest.raises(ValueError, match="set memory_budget_gb"):
         zp_encoder(*inputs, num_anchors="auto")
-    with pytest.raises(ValueError, match="only applies to the ZPressor encoder"):
+    with pytest.raises(ValueError, match="only applies to encoders with ZPressor"):
         base_encoder(*inputs, num_anchors="auto")
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 
 from zpressor_ns import losses
-from zpressor_ns.backbones import build_encoder
 from zpressor_ns.data.dataset import ExampleOptions, MultiSceneDataset
 from zpressor_ns.data.eval_index import EvaluationIndex, IndexEntry
 from zpressor_ns.data.readers import open_dataset
 from zpressor_ns.data.synthetic import SYNTHETIC_FAR, SYNTHETIC_NEAR
+from zpressor_ns.encoders import build_encoder
 from zpressor_ns.render import render_gaussians
 
 
