@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -170,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for method in args.methods:
         for requested in args.resolutions:
-            height, width = runnable_size(*requested, required_multiple(args.preset))
+            height, width = runnable_size(
+                *requested, math.lcm(*(required_multiple(m, args.preset) for m in args.methods))
+            )
             for views in sorted(args.views):
                 rows.append(dry_run(method, views, height, width, args.preset))
                 print(
