@@ -69,7 +69,9 @@ def test_required_image_multiple() -> None:
     assert required_multiple("zpressor-depthsplat", "paper") == 32
     assert required_multiple("zpressor-depthsplat", "small") == 32
     assert encoder_config("depthsplat").use_zpressor is False
-    with pytest.raises(ValueError, match=r"unknown method 'gaussian-splatter'; choose one of \[.*'depthsplat'"):
+    with pytest.raises(
+        ValueError, match=r"unknown method 'gaussian-splatter'; choose one of \[.*'depthsplat'"
+    ):
         build_encoder("gaussian-splatter")
 
 

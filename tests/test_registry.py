@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_nerfstudio_entry_points_are_the_registered_methods():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     entry_points = project["entry-points"]["nerfstudio.method_configs"]
     assert set(entry_points) == set(registered_method_names())
@@ -29,7 +29,10 @@ def test_every_family_gives_a_zpressor_method_and_its_baseline_at_two_presets():
         assert zpressor == f"zpressor-{family.name}" and baseline == family.name
         assert set(family.presets) == {"paper", "small"}
         for preset in ("paper", "small"):
-            assert resolve_method(f"{zpressor}-small" if preset == "small" else zpressor) == (zpressor, preset)
+            assert resolve_method(f"{zpressor}-small" if preset == "small" else zpressor) == (
+                zpressor,
+                preset,
+            )
             with torch.device("meta"):
                 assert build_encoder(zpressor, preset).zpressor is not None
                 assert build_encoder(baseline, preset).zpressor is None

@@ -14,13 +14,13 @@ from torch.utils._pytree import tree_leaves
 from zpressor_ns.blocks.position import add_window_position
 from zpressor_ns.encoders import build_encoder, encoder_config
 from zpressor_ns.encoders.depthsplat.encoder import DepthSplatEncoder
-from zpressor_ns.encoders.memory import BYTES_PER_GB
 from zpressor_ns.encoders.depthsplat.memory_budget import (
     anchor_phase_values,
     anchors_for_budget,
     cnn_chunk_values,
     estimate_memory,
 )
+from zpressor_ns.encoders.memory import BYTES_PER_GB
 
 H, W = 64, 64
 OUTPUTS = ("means", "covariances", "harmonics", "opacities", "depths", "latent")

@@ -136,9 +136,7 @@ def import_official_encoder(
     if has_zpressor != use_zpressor:
         found = "has" if has_zpressor else "has no"
         other = f"zpressor-{family}" if has_zpressor else family
-        raise ValueError(
-            f"the checkpoint {found} ZPressor weights but method is {method!r}; use {other!r}"
-        )
+        raise ValueError(f"the checkpoint {found} ZPressor weights but method is {method!r}; use {other!r}")
 
     converted: dict[str, Tensor] = {}
     if has_zpressor:
