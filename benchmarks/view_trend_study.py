@@ -138,7 +138,6 @@ def training_config(method: str, settings: StudySettings, eval_index: Path):
     config.steps_per_save = settings.steps
     config.steps_per_eval_image = 0  # scoring happens once, in the sweep
     config.steps_per_eval_all_images = 0
-    config.optimizers["encoder"]["scheduler"].max_steps = settings.steps
     config.pipeline.display_refresh_every = 0
     datamanager = config.pipeline.datamanager
     datamanager.dataparser = copy.deepcopy(MULTISCENE_DATAPARSERS["dl3dv"])

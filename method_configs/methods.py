@@ -5,14 +5,15 @@
 ``zpressor-pixelsplat``/``pixelsplat`` where registered. The ``-small`` variants keep each architecture at
 widths that train on a laptop CPU. Everything is derived from the family registry
 (``zpressor_ns.encoders.registry``): its training recipes give the resolution, view counts, steps,
-optimiser, schedule and loss weights. Entry points in pyproject.toml name the attributes of this module
+optimiser, schedule and loss weights; the one-cycle schedule spans the run's ``--max-num-iterations``
+and the trainer writes checkpoints atomically and resumes exactly (``zpressor_ns.nerfstudio.trainer``).
+Entry points in pyproject.toml name the attributes of this module
 (the method name with ``_`` for ``-``).
 """
 
 from __future__ import annotations
 
 from nerfstudio.configs.base_config import ViewerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from zpressor_ns.encoders.registry import family_of, registered_method_names, resolve_method
@@ -20,6 +21,7 @@ from zpressor_ns.nerfstudio.datamanager import FeedForwardDataManagerConfig
 from zpressor_ns.nerfstudio.model import FeedForwardModelConfig
 from zpressor_ns.nerfstudio.optim import OneCycleSchedulerConfig, SplitLRAdamWConfig
 from zpressor_ns.nerfstudio.pipeline import FeedForwardPipelineConfig
+from zpressor_ns.nerfstudio.trainer import FeedForwardTrainerConfig
 
 
 def method_specification(name: str) -> MethodSpecification:
@@ -30,7 +32,7 @@ def method_specification(name: str) -> MethodSpecification:
     if recipe.schedule != "one_cycle":
         raise NotImplementedError(f"{name}: the {recipe.schedule!r} schedule has no Nerfstudio config yet")
     return MethodSpecification(
-        config=TrainerConfig(
+        config=FeedForwardTrainerConfig(
             method_name=name,
             max_num_iterations=recipe.max_steps,
             steps_per_save=recipe.steps_per_save,
@@ -64,7 +66,8 @@ def method_specification(name: str) -> MethodSpecification:
                         weight_decay=recipe.weight_decay,
                         max_grad_norm=recipe.max_grad_norm,
                     ),
-                    "scheduler": OneCycleSchedulerConfig(max_steps=recipe.max_steps),
+                    # Spans the run: --max-num-iterations (the recipe's steps unless changed).
+                    "scheduler": OneCycleSchedulerConfig(max_steps=None),
                 }
             },
             viewer=ViewerConfig(websocket_host="127.0.0.1", num_rays_per_chunk=1 << 15),

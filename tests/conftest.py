@@ -42,7 +42,6 @@ def _tiny_method_config(method: str, root: Path, out: Path, steps: int):
     config.steps_per_save = steps
     config.steps_per_eval_image = 2
     config.steps_per_eval_all_images = 1000
-    config.optimizers["encoder"]["scheduler"].max_steps = 100
     datamanager = config.pipeline.datamanager
     datamanager.data = root / "re10k"
     datamanager.dataparser.near, datamanager.dataparser.far = SYNTHETIC_NEAR, SYNTHETIC_FAR

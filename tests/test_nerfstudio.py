@@ -144,6 +144,29 @@ def test_viewer_renders_the_cached_scene_through_nerfstudio_cameras(trained_run)
     assert torch.allclose(outputs["rgb"], direct.color[0, 0].permute(1, 2, 0).clamp(0, 1), atol=1e-4)
 
 
+def test_viewer_background_changes_viewer_renders_only(trained_run):
+    """Nerfstudio's viewer calls ``set_background`` before every render: losses and evaluation renders
+    must keep the configured (black) background, while the viewer's own renders take the chosen colour."""
+    _, pipeline, _, _ = eval_setup(trained_run.get_base_dir() / "config.yml", test_mode="test")
+    model = pipeline.model
+    batch = next(iter(pipeline.datamanager.benchmark_batches()))
+    camera = pipeline.datamanager.train_dataset.cameras[2:3]
+    with torch.no_grad():
+        losses_before = model.get_loss_dict(model(batch), batch)
+        view_before = model.get_outputs_for_camera(camera)
+        model.set_background(torch.ones(3))
+        losses_after = model.get_loss_dict(model(batch), batch)
+        view_after = model.get_outputs_for_camera(camera)
+    assert losses_after.keys() == losses_before.keys()
+    for name, value in losses_before.items():
+        assert torch.equal(losses_after[name], value), name
+    # The viewer composites onto white now: colour + (1 - alpha) x white.
+    alpha = view_before["accumulation"]
+    assert bool((alpha < 0.99).any())
+    expected = (view_before["rgb"] + (1 - alpha)).clamp(0, 1)
+    assert torch.allclose(view_after["rgb"], expected, atol=1e-5)
+
+
 def test_viewer_frustums_set_anchors_apart_from_supports():
     import viser.transforms as vtf
     from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO

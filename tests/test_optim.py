@@ -53,3 +53,38 @@ def test_clipping_uses_the_global_norm_over_all_groups():
     optimizer.step()
     assert a.grad.item() == pytest.approx(0.3, rel=1e-5)  # scaled by 0.5 / 5, jointly
     assert b.grad.item() == pytest.approx(0.4, rel=1e-5)
+
+
+def test_the_one_cycle_schedule_spans_the_runs_max_num_iterations(tmp_path):
+    """``ns-train ... --max-num-iterations 40`` (as the README teaches) cycles over 40 + 10 steps, not the
+    preset's 100k, and the length travels in the scheduler's state so a resumed run keeps it."""
+    from types import SimpleNamespace
+
+    import tyro
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+
+    argv = ["zpressor-depthsplat-small", "--max-num-iterations", "40", "re10k", "--data", str(tmp_path)]
+    config = tyro.cli(AnnotatedBaseConfigUnion, args=argv)
+    assert config.max_num_iterations == 40
+    config.output_dir = tmp_path
+    trainer = config.setup(local_rank=0, world_size=1)
+    param = torch.nn.Parameter(torch.zeros(1))
+    trainer.pipeline = SimpleNamespace(
+        get_param_groups=lambda: {"encoder": [{"params": [param], "name": "main"}]}
+    )
+    optimizers = trainer.setup_optimizers()
+    optimizer, scheduler = optimizers.optimizers["encoder"], optimizers.schedulers["encoder"]
+    peak = config.optimizers["encoder"]["optimizer"].lr
+    lrs = []
+    for _ in range(40):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([peak * one_cycle_factor(step, 50) for step in range(40)], rel=1e-12)
+    assert max(lrs) == pytest.approx(peak, rel=1e-3) and lrs[-1] < 0.1 * peak  # the run ends annealed
+
+    state = scheduler.state_dict()
+    other = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=peak)
+    restored = OneCycleSchedulerConfig(max_steps=5).setup().get_scheduler(other, lr_init=peak)
+    restored.load_state_dict(state)
+    assert restored.lr_lambdas[0](39) == one_cycle_factor(39, 50)

@@ -1,18 +1,100 @@
-"""Loading checkpoint files safely and mapping the original code's parameter names onto this project's.
+"""Reading and writing checkpoint files safely; mapping the original code's parameter names onto ours.
 
 Files are read with ``torch.load(weights_only=True)``: a checkpoint can hold tensors and plain metadata
-but can never run code while loading.
+but can never run code while loading. A file that needs more is refused with a message naming the file
+and the Python object it asked for; a truncated or corrupt file is reported as unreadable (resume falls
+back past such a file, never past a refused one). Files are written atomically (a temporary file,
+flushed to disk, then renamed), so a run killed while saving leaves the previous file intact.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and says why."""
+
+
+class UnreadableCheckpoint(CheckpointError):
+    """Truncated, corrupt or not a PyTorch file at all."""
+
+
+class RefusedCheckpoint(CheckpointError):
+    """A well-formed file that asks to construct Python objects beyond tensors and plain data."""
+
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """The payload of a ``torch.save`` file, loaded weights-only onto the CPU.
+
+    Raises FileNotFoundError, :class:`UnreadableCheckpoint` or :class:`RefusedCheckpoint` (never torch's
+    multi-line advice to load unsafely).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = _GLOBAL.search(str(error))
+        what = f"the Python object {found[1]!r}" if found else "Python objects"
+        raise RefusedCheckpoint(
+            f"{path}: refused: loading it would construct {what}, and checkpoints are loaded with tensors "
+            "and plain data only (such a file can run code while loading); use a checkpoint written by "
+            "ns-train or zpressor-ns, or a published weights file"
+        ) from None
+    except Exception as error:  # torch's readers raise RuntimeError, EOFError, KeyError, ... on bad bytes
+        reason = (str(error).strip().split(". ")[0].splitlines() or [""])[0][:160] or "empty or cut short"
+        raise UnreadableCheckpoint(
+            f"{path}: not a readable PyTorch checkpoint, truncated or corrupt ({type(error).__name__}: {reason})"
+        ) from None
+
+
+def write_checkpoint(payload: Any, path: str | Path, scratch_dir: str | Path | None = None) -> Path:
+    """``torch.save`` to ``path`` atomically: readers see the old file or the complete new one.
+
+    The data goes to ``<scratch_dir>/.<name>.partial`` first (default: ``path``'s folder; it must be on
+    the same file system), is flushed to disk, then renamed over ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(scratch_dir or path.parent) / f".{path.name}.partial"
+    try:
+        with open(temporary, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+    return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
@@ -22,18 +104,15 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
         raise FileNotFoundError(
             f"checkpoint file not found: {path} (give the path of a downloaded .ckpt/.pth file)"
         )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint: {error}") from error
+    payload = read_checkpoint(path)
     state_dict = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not isinstance(state_dict, dict) or not state_dict:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} holds no state dict (expected a dict of tensors or a Lightning 'state_dict')"
         )
     not_tensors = [key for key, value in state_dict.items() if not isinstance(value, Tensor)]
     if not_tensors:
-        raise ValueError(f"{path}: state dict entries that are not tensors, e.g. {not_tensors[:3]}")
+        raise CheckpointError(f"{path}: state dict entries that are not tensors, e.g. {not_tensors[:3]}")
     return dict(state_dict)
 
 

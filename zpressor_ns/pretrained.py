@@ -12,14 +12,19 @@ error, so a wrong file never loads silently. Files are read with ``weights_only=
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
-from zpressor_ns.checkpoints import OFFICIAL_ENCODER_PREFIX, load_state_dict_file
+from zpressor_ns.checkpoints import (
+    OFFICIAL_ENCODER_PREFIX,
+    CheckpointError,
+    RefusedCheckpoint,
+    UnreadableCheckpoint,
+    load_state_dict_file,
+    read_checkpoint,
+)
 from zpressor_ns.encoders.base import EncoderConfig, FeedForwardEncoder
 from zpressor_ns.encoders.registry import EncoderFamily, family_of
 
@@ -66,11 +71,10 @@ def read_weights_file(path: str | Path, family: EncoderFamily | None = None) -> 
     """The tensors of a checkpoint; also unwraps init files stored as ``{wrapper_key: state_dict}``."""
     try:
         return load_state_dict_file(path)
-    except ValueError as error:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError):
-            raise error from None
+    except (UnreadableCheckpoint, RefusedCheckpoint):
+        raise
+    except CheckpointError:
+        payload = read_checkpoint(path)
         wrappers = {init.wrapper_key for init in (family.init_weights if family else ()) if init.wrapper_key}
         for key in sorted(wrappers) or ["model"]:
             inner = payload.get(key) if isinstance(payload, dict) else None

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 HELP = "train, evaluate and render the small model on synthetic scenes (CPU, minutes)"
@@ -33,12 +33,11 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
     from nerfstudio.configs.method_configs import all_methods
-    from nerfstudio.scripts.eval import ComputePSNR
     from nerfstudio.scripts.train import train_loop
-    from nerfstudio.utils.eval_utils import eval_setup
 
     from zpressor_ns.data.synthetic import SYNTHETIC_FAR, SYNTHETIC_NEAR, SyntheticConfig, make_synthetic
     from zpressor_ns.flythrough import render_flythrough
+    from zpressor_ns.nerfstudio.runs import RUN_ERRORS, load_run, write_eval_report
 
     out: Path = args.output
     data = out / "data"
@@ -68,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
     config.steps_per_save = args.steps
     config.steps_per_eval_image = max(args.steps // 4, 1)
     config.steps_per_eval_all_images = 10 * args.steps  # ns-eval below scores the benchmark once
-    config.optimizers["encoder"]["scheduler"].max_steps = args.steps
     datamanager = config.pipeline.datamanager
     datamanager.data = data / "re10k"
     datamanager.dataparser.near, datamanager.dataparser.far = SYNTHETIC_NEAR, SYNTHETIC_FAR
@@ -81,16 +79,16 @@ def run(args: argparse.Namespace) -> int:
     train_loop(local_rank=0, world_size=1, config=config)
 
     print("[3/4] evaluating on", index)
-    config_path = config.get_base_dir() / "config.yml"
-    ComputePSNR(
-        load_config=config_path, output_path=out / "eval.json", render_output_path=out / "renders"
-    ).main()
-    results = json.loads((out / "eval.json").read_text())["results"]
+    try:  # what ns-eval does, reading the run's files with the package's restricted loaders
+        config, pipeline, checkpoint, _ = load_run(config.get_base_dir() / "config.yml", test_mode="test")
+    except RUN_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    report = write_eval_report(config, pipeline, checkpoint, out / "eval.json", out / "renders")
+    results = report["results"]
     print("      " + ", ".join(f"{k} {v:.4f}" for k, v in results.items() if not k.endswith("_std")))
 
-    print("[4/4] rendering a fly-through of", end=" ")
-    _, pipeline, _, _ = eval_setup(config_path, test_mode="test")
-    print(pipeline.datamanager.display_scene)
+    print("[4/4] rendering a fly-through of", pipeline.datamanager.display_scene)
     gif = render_flythrough(pipeline, out / "flythrough", num_frames=args.frames)
     print(
         f"done: run {config.get_base_dir()}, scores {out / 'eval.json'}, renders {out / 'renders'}, video {gif}"

@@ -8,6 +8,7 @@ writer, so millions of Gaussians take seconds. SH are truncated to degree 3 for 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HELP = "predict a scene of a trained run and write a standard 3DGS .ply"
@@ -22,11 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nerfstudio.utils.eval_utils import eval_setup
-
     from zpressor_ns.export import write_ply
+    from zpressor_ns.nerfstudio.runs import RUN_ERRORS, load_run
 
-    _, pipeline, _, _ = eval_setup(args.load_config, test_mode="inference")
+    try:
+        _, pipeline, _, _ = load_run(args.load_config, test_mode="inference")
+    except RUN_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     datamanager = pipeline.datamanager
     scene = args.scene or datamanager.display_scene
     if scene not in datamanager.display_scene_keys():

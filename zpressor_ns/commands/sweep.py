@@ -16,6 +16,7 @@ Example (the paper's DL3DV table, ZPressor against the baseline):
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HELP = "evaluate trained runs at several context-view counts"
@@ -38,13 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nerfstudio.utils.eval_utils import eval_setup
-
+    from zpressor_ns.nerfstudio.runs import RUN_ERRORS, load_run
     from zpressor_ns.nerfstudio.sweep import sweep_pipeline, write_outputs
 
     rows = []
     for config_path in args.load_config:
-        config, pipeline, _, _ = eval_setup(config_path, test_mode="test")
+        try:
+            config, pipeline, _, _ = load_run(config_path, test_mode="test")
+        except RUN_ERRORS as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         index_dir = args.index_dir or default_index_dir(pipeline)
         print(f"{config.method_name}: view counts {args.views} from {index_dir}")
         rows += sweep_pipeline(pipeline, config.method_name, args.views, index_dir)

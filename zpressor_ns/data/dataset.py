@@ -2,29 +2,31 @@
 
 Item ``i`` is an example (see :mod:`zpressor_ns.types`) of scene ``keys()[i]``:
 
-- training (a :class:`BoundedSampler`): views drawn at the current training step, optionally
-  flipped, resized and cropped. A scene that cannot be used (unreadable, bad poses, too short for
-  the sampler) is skipped with one warning per scene and worker process, and another scene is drawn
-  from the item's generator; when no usable scene is left a :class:`SceneError` says so.
+- training (a :class:`BoundedSampler`): item ``(i, step)`` (a bare ``i`` is step 0) draws views as at
+  that training step (the sampler's gap warm-up), optionally flipped, resized and cropped, with every
+  random choice seeded from (seed, step, i): an item is the same in any process, worker or resumed run.
+  A scene that cannot be used (unreadable, bad poses, too short for the sampler) is skipped with one
+  warning per scene and worker process and replaced by the first usable scene of a permutation drawn
+  from the item's seed (the same replacement whichever scenes a process has already found bad); when
+  no usable scene is left a :class:`SceneError` says so.
 - evaluation (an :class:`EvaluationIndex`): the index's views of every scene present in both the
   data and the index, in the reader's order; errors are raised, naming the scene.
 
-The training step reaches DataLoader worker processes through :class:`SharedStep`, a 64-bit integer
-in shared memory: create it before the DataLoader starts its workers, pass it to the dataset, and
-set ``step.value`` from the training loop. Worker processes read the current value per item, so the
-gap warm-up follows training without restarting workers. Each item's randomness is seeded from
-(seed, step, item index), so an item is reproducible for a given step.
+:class:`StepBatches` is the training order: batch ``s`` is a function of the training step ``s`` and the
+seed alone, so a run resumed at step ``s`` (from a checkpoint, which stores the step) draws exactly the
+batches the uninterrupted run would have, with any number of DataLoader workers; its items carry their
+step to the worker that loads them.
 
 Chunk readers load a whole chunk per scene; walking ``keys()`` in order (evaluation) opens each chunk
 once, and sharding gives each rank a contiguous block of keys for the same reason. For training,
-:class:`SourceGroupedShuffle` shuffles while keeping scenes of one chunk together.
+:class:`StepBatches` shuffles while keeping scenes of one chunk together.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import multiprocessing
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,21 +71,6 @@ class ExampleOptions:
     max_fov_deg: float | None = None  # training skips scenes wider than this (the original uses 100)
 
 
-class SharedStep:
-    """The training step, shared with DataLoader worker processes (see the module docstring)."""
-
-    def __init__(self, value: int = 0) -> None:
-        self._shared = multiprocessing.Value("q", value, lock=False)
-
-    @property
-    def value(self) -> int:
-        return int(self._shared.value)
-
-    @value.setter
-    def value(self, step: int) -> None:
-        self._shared.value = step
-
-
 class MultiSceneDataset(Dataset):
     """Examples from the scenes of a :class:`SceneReader` (see the module docstring)."""
 
@@ -95,13 +82,11 @@ class MultiSceneDataset(Dataset):
         *,
         scene_keys: list[str] | None = None,
         seed: int = 0,
-        step: SharedStep | None = None,
     ) -> None:
         self.reader = reader
         self.views = views
         self.options = options
         self.seed = seed
-        self.step = step if step is not None else SharedStep()
         keys = views.report_missing(reader.keys()) if isinstance(views, EvaluationIndex) else reader.keys()
         if scene_keys is not None:
             unknown = sorted(set(scene_keys) - set(keys))
@@ -158,31 +143,35 @@ class MultiSceneDataset(Dataset):
             groups.setdefault(str(source_of(key)) if source_of else key, []).append(index)
         return list(groups.values())
 
-    def __getitem__(self, index: int) -> Example:
+    def __getitem__(self, item: int | tuple[int, int]) -> Example:
+        """Example ``item``: an index, or (index, training step) in training (see the module docstring)."""
+        index, step = item if isinstance(item, tuple) else (item, 0)
         if not self.training:
             key = self._keys[index]
             scene = self.reader.scene(key)
             return self._assemble(scene, *self.views.views(key, scene.num_frames), flip_rng=None)
-        rng = torch.Generator().manual_seed(self._item_seed(index))
-        key = self._keys[index]
-        for _ in range(len(self._keys) + 1):
-            if key not in self._bad_keys:
-                try:
-                    return self._training_example(key, rng)
-                except SceneError as error:
-                    self._bad_keys.add(key)
-                    logger.warning("skipping scene %r in training: %s", key, error)
-            usable = [k for k in self._keys if k not in self._bad_keys]
-            if not usable:
-                break
-            key = usable[int(torch.randint(len(usable), (), generator=rng))]
+        seed = self._item_seed(index, step)
+        for key in self._candidates(index, seed):
+            if key in self._bad_keys:
+                continue
+            try:
+                return self._training_example(key, step, torch.Generator().manual_seed(seed))
+            except SceneError as error:
+                self._bad_keys.add(key)
+                logger.warning("skipping scene %r in training: %s", key, error)
         raise SceneError(f"none of the {len(self._keys)} training scenes is usable (see the warnings above)")
 
-    def _item_seed(self, index: int) -> int:
-        state = np.random.SeedSequence([self.seed, self.step.value, index]).generate_state(1, np.uint64)
+    def _candidates(self, index: int, seed: int) -> Iterator[str]:
+        """The item's own scene, then every other scene in an order drawn from the item's seed."""
+        yield self._keys[index]
+        order = torch.randperm(len(self._keys), generator=torch.Generator().manual_seed(seed + 1))
+        yield from (self._keys[i] for i in order.tolist() if i != index)
+
+    def _item_seed(self, index: int, step: int) -> int:
+        state = np.random.SeedSequence([self.seed, step, index]).generate_state(1, np.uint64)
         return int(state[0]) >> 1  # torch seeds are signed 64-bit
 
-    def _training_example(self, key: str, rng: torch.Generator) -> Example:
+    def _training_example(self, key: str, step: int, rng: torch.Generator) -> Example:
         scene = self.reader.scene(key)
         if self.options.max_fov_deg is not None:
             widest = float(field_of_view_deg(scene.K).max())
@@ -190,9 +179,7 @@ class MultiSceneDataset(Dataset):
                 raise SceneError(
                     f"scene {key!r} has a {widest:.0f} degree field of view (limit {self.options.max_fov_deg})"
                 )
-        context, target = self.views.sample(
-            scene.num_frames, camera_centres(scene.c2w), self.step.value, rng, scene=key
-        )
+        context, target = self.views.sample(scene.num_frames, camera_centres(scene.c2w), step, rng, scene=key)
         return self._assemble(scene, context, target, flip_rng=rng if self.options.augment else None)
 
     def display_example(self, key: str | None = None, num_context: int | None = None) -> Example:
@@ -248,22 +235,53 @@ class MultiSceneDataset(Dataset):
         return rescale_example(example, self.options.image_shape, self.options.resize_mode)
 
 
-class SourceGroupedShuffle(Sampler[int]):
-    """A shuffled training order that visits scenes file by file.
+class StepBatches(Sampler[list[tuple[int, int]]]):
+    """Training batches as a function of the training step, endlessly from ``start_step``.
 
-    Files (chunks) come in random order and the scenes of each file in random order, so a worker
-    loads each chunk once per pass instead of once per scene. Each pass draws a new order from the
-    generator seeded here, as ``RandomSampler(generator=...)`` does.
+    Each pass over the dataset is a shuffle that keeps a file's scenes together (files in random order,
+    the scenes of each file in random order), so a worker loads each chunk once per pass; pass ``p`` is
+    drawn from a generator seeded by (seed, p), and batch ``s`` is slice ``s % batches_per_pass`` of pass
+    ``s // batches_per_pass`` (a pass's last, incomplete batch is dropped). Items are ``(index, s)``.
     """
 
-    def __init__(self, dataset: MultiSceneDataset, seed: int = 0) -> None:
+    def __init__(
+        self, dataset: MultiSceneDataset, batch_size: int, seed: int = 0, start_step: int = 0
+    ) -> None:
         self.groups = dataset.source_groups()
-        self.generator = torch.Generator().manual_seed(seed)
+        self.batch_size = batch_size
+        self.batches_per_pass = len(dataset) // batch_size
+        if self.batches_per_pass == 0:
+            raise SceneError(
+                f"a batch of {batch_size} scenes needs at least as many training scenes; "
+                f"this process has {len(dataset)}: lower the batch size"
+            )
+        self.seed = seed
+        self.start_step = start_step
 
-    def __len__(self) -> int:
-        return sum(len(group) for group in self.groups)
-
-    def __iter__(self):
-        for group_index in torch.randperm(len(self.groups), generator=self.generator).tolist():
+    def pass_order(self, pass_index: int) -> list[int]:
+        """Item indices of one pass, in visiting order."""
+        state = np.random.SeedSequence([self.seed, pass_index]).generate_state(1, np.uint64)
+        generator = torch.Generator().manual_seed(int(state[0]) >> 1)
+        order: list[int] = []
+        for group_index in torch.randperm(len(self.groups), generator=generator).tolist():
             group = self.groups[group_index]
-            yield from (group[i] for i in torch.randperm(len(group), generator=self.generator).tolist())
+            order += [group[i] for i in torch.randperm(len(group), generator=generator).tolist()]
+        return order
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        """The items of the batch at training step ``step``."""
+        pass_index, position = divmod(step, self.batches_per_pass)
+        return self._slice(self.pass_order(pass_index), position, step)
+
+    def _slice(self, order: list[int], position: int, step: int) -> list[tuple[int, int]]:
+        start = position * self.batch_size
+        return [(index, step) for index in order[start : start + self.batch_size]]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step, order_of = self.start_step, (-1, [])
+        while True:
+            pass_index, position = divmod(step, self.batches_per_pass)
+            if order_of[0] != pass_index:
+                order_of = (pass_index, self.pass_order(pass_index))
+            yield self._slice(order_of[1], position, step)
+            step += 1

@@ -2,9 +2,13 @@
 
 Nerfstudio's DataManagers serve rays or images of one scene. This one serves batches of examples
 ``{context, target, scene}`` drawn from many scenes (``zpressor_ns.data.dataset``), with worker
-processes, per-rank shards under DDP, the training step shared with the workers for the view
-sampler's warm-up, a deterministic benchmark loader for ``ns-eval``, and one *display scene* whose
-context views Nerfstudio's viewer draws and ``ns-render`` flies through.
+processes, per-rank shards under DDP, a deterministic benchmark loader for ``ns-eval``, and one
+*display scene* whose context views Nerfstudio's viewer draws and ``ns-render`` flies through.
+
+Training batches are a function of the training step (``zpressor_ns.data.dataset.StepBatches``): the
+loader starts at the step Nerfstudio asks for, so a run resumed from a checkpoint at step ``s`` draws
+the batches the uninterrupted run would have drawn from ``s + 1`` on, whatever the number of workers.
+Nothing but the step (which every checkpoint holds) is needed to restore the data order.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import tyro
 from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
 from torch.utils.data import DataLoader
 
-from zpressor_ns.data.dataset import ExampleOptions, MultiSceneDataset, SharedStep, SourceGroupedShuffle
+from zpressor_ns.data.dataset import ExampleOptions, MultiSceneDataset, StepBatches
 from zpressor_ns.data.eval_index import EvaluationIndex, IndexEntry, build_evaluation_index
 from zpressor_ns.data.samplers import BoundedSampler
 from zpressor_ns.dataparsers import MULTISCENE_DATAPARSERS
@@ -77,7 +82,8 @@ class FeedForwardDataManagerConfig(DataManagerConfig):
     display_num_context_views: int | None = None
     """Context views of the display scene (default: num_context_views)."""
     seed: int = 111123
-    """Seed of the view sampling (each rank adds its rank)."""
+    """Seed of the training order, view sampling and each training step's random draws (each rank adds
+    its rank)."""
 
 
 class DisplayViewsDataset(InputDataset):
@@ -109,6 +115,8 @@ class FeedForwardDataManager(DataManager):
         self.test_mode = test_mode
         self.world_size = world_size
         self.local_rank = local_rank
+        # Shards and seeds follow the global rank (several machines each count local ranks from 0).
+        self.rank = dist.get_rank() if world_size > 1 and dist.is_initialized() else local_rank
         parser_config = config.dataparser
         if config.data is not None:  # the --data alias of ns-train
             parser_config = dataclasses.replace(parser_config, data=config.data)
@@ -120,8 +128,8 @@ class FeedForwardDataManager(DataManager):
             augment=False,
             resize_mode=config.resize_mode,
         )
-        self.step = SharedStep()
-        self._train_loader: Iterator | None = None
+        self._train_batches: Iterator[dict] | None = None
+        self._next_train_step: int | None = None
         self._eval_position = 0
         self._train_data: MultiSceneDataset | None = None
         self._eval_data: MultiSceneDataset | None = None
@@ -156,16 +164,8 @@ class FeedForwardDataManager(DataManager):
             options = dataclasses.replace(
                 self.options, augment=self.config.augment, max_fov_deg=self.config.max_fov_deg
             )
-            dataset = MultiSceneDataset(
-                reader,
-                self._training_sampler(),
-                options,
-                seed=self.config.seed + self.local_rank,
-                step=self.step,
-            )
-            self._train_data = (
-                dataset.shard(self.local_rank, self.world_size) if self.world_size > 1 else dataset
-            )
+            dataset = MultiSceneDataset(reader, self._training_sampler(), options, seed=self.rank_seed)
+            self._train_data = dataset.shard(self.rank, self.world_size) if self.world_size > 1 else dataset
         return self._train_data
 
     @property
@@ -216,25 +216,44 @@ class FeedForwardDataManager(DataManager):
     def setup_eval(self) -> None:
         """See setup_train."""
 
-    def _loader(self, dataset: MultiSceneDataset, training: bool, batch_size: int) -> DataLoader:
-        # Training visits scenes chunk by chunk in random order, so a worker loads each chunk once a pass.
-        sampler = SourceGroupedShuffle(dataset, seed=self.config.seed + self.local_rank) if training else None
+    @property
+    def rank_seed(self) -> int:
+        """This rank's seed of the training order, view sampling and step randomness."""
+        return self.config.seed + self.rank
+
+    def step_seed(self, step: int) -> int:
+        """Seed of training step ``step``'s own random draws on this rank (see the pipeline)."""
+        state = np.random.SeedSequence([self.rank_seed, step, 1]).generate_state(1, np.uint64)
+        return int(state[0]) >> 1
+
+    def _train_loader(self, start_step: int) -> DataLoader:
+        """Training batches from ``start_step`` on, endlessly (see the module docstring)."""
+        batches = StepBatches(
+            self.train_data, self.config.batch_size, seed=self.rank_seed, start_step=start_step
+        )
+        return DataLoader(
+            self.train_data,
+            batch_sampler=batches,
+            num_workers=self.config.num_workers,
+            pin_memory=torch.device(self.device).type == "cuda",
+        )
+
+    def _eval_loader(self, dataset: MultiSceneDataset) -> DataLoader:
         return DataLoader(
             dataset,
-            batch_size=batch_size,
-            sampler=sampler,
+            batch_size=1,
             num_workers=self.config.num_workers,
-            persistent_workers=training and self.config.num_workers > 0,
-            drop_last=training,
             pin_memory=torch.device(self.device).type == "cuda",
         )
 
     def next_train(self, step: int) -> dict:
-        self.step.value = step
-        if self._train_loader is None:
-            self._train_loader = _forever(self._loader(self.train_data, True, self.config.batch_size))
+        """The batch of training step ``step``. Steps normally come in order; any other step (a resume,
+        a skipped step) restarts the loader there."""
+        if self._train_batches is None or step != self._next_train_step:
+            self._train_batches = iter(self._train_loader(start_step=step))
+        self._next_train_step = step + 1
         self.train_count += 1
-        return batch_to(next(self._train_loader), self.device)
+        return batch_to(next(self._train_batches), self.device)
 
     def next_eval(self, step: int) -> dict:
         """The next evaluation scene, cycling through the index in order (for training-time images)."""
@@ -250,7 +269,7 @@ class FeedForwardDataManager(DataManager):
     def benchmark_batches(self, dataset: MultiSceneDataset | None = None) -> _SizedBatches:
         """Every scene of an evaluation dataset (default: the configured index) once, in order, as
         batches of one on the model's device."""
-        return _SizedBatches(self._loader(dataset or self.eval_data, False, 1), self.device)
+        return _SizedBatches(self._eval_loader(dataset or self.eval_data), self.device)
 
     def display_scene_keys(self) -> list[str]:
         return self.display_reader.keys()
@@ -291,11 +310,6 @@ class _SizedBatches:
     def __iter__(self) -> Iterator[dict]:
         for batch in self.loader:
             yield batch_to(batch, self.device)
-
-
-def _forever(loader: DataLoader) -> Iterator[dict]:
-    while True:
-        yield from loader
 
 
 def _batch_of_one(example: Example) -> dict:

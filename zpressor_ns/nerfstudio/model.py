@@ -114,7 +114,9 @@ class FeedForwardSplatModel(SplatfactoModel):
         self.__dict__["lpips"] = metrics.build_lpips(
             self.config.vgg16_weights, purpose="LPIPS loss and metric"
         )
-        self.background_color = torch.tensor(self.config.background_color)
+        # Training and evaluation render onto the configured background; the viewer's colour picker
+        # (Splatfacto's ``set_background``, called before every viewer render) only changes viewer renders.
+        self.viewer_background: tuple[float, float, float] | None = None
         self.crop_box: OrientedBox | None = None
         self.step = 0
         # The display scene: full Gaussians for rendering and raw splat tensors for the exporter.
@@ -139,8 +141,10 @@ class FeedForwardSplatModel(SplatfactoModel):
         views: dict[str, Tensor],
         image_shape: tuple[int, int],
         centred_principal_point: bool = True,
+        background: tuple[float, float, float] | None = None,
     ) -> RenderOutput:
-        """Render into ``views`` (c2w, K, near, far of [B, T]); the original ignores cx, cy (centred)."""
+        """Render into ``views`` (c2w, K, near, far of [B, T]); the original ignores cx, cy (centred).
+        ``background`` defaults to the configured one."""
         return render_gaussians(
             gaussians,
             views["c2w"],
@@ -148,7 +152,7 @@ class FeedForwardSplatModel(SplatfactoModel):
             views["near"],
             views["far"],
             image_shape,
-            background=tuple(float(c) for c in self.background_color),
+            background=background or tuple(float(c) for c in self.config.background_color),
             backend=self.config.render_backend,
             centred_principal_point=centred_principal_point,
         )
@@ -243,6 +247,12 @@ class FeedForwardSplatModel(SplatfactoModel):
     def get_training_callbacks(self, training_callback_attributes) -> list:
         return []
 
+    def set_background(self, background_color: Tensor) -> None:
+        """The viewer's background colour: used by viewer renders only, never by training or evaluation."""
+        if background_color.shape != (3,):
+            raise ValueError(f"a background colour is 3 values, got shape {tuple(background_color.shape)}")
+        self.viewer_background = tuple(float(c) for c in background_color.tolist())
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
         # Splatfacto's version resizes per-scene Gaussians; ours has none in the state dict.
         return nn.Module.load_state_dict(self, state_dict, strict=strict, assign=assign)
@@ -287,7 +297,13 @@ class FeedForwardSplatModel(SplatfactoModel):
             "far": torch.full((1, len(camera)), far, device=self.device),
         }
         # Viewer cameras carry their own principal point: use it rather than assume the centre.
-        rendered = self.render(self.display_gaussians, views, (height, width), centred_principal_point=False)
+        rendered = self.render(
+            self.display_gaussians,
+            views,
+            (height, width),
+            centred_principal_point=False,
+            background=self.viewer_background,
+        )
         return {
             "rgb": rendered.color[0, 0].permute(1, 2, 0).clamp(0, 1),
             "depth": rendered.depth[0, 0][..., None],

@@ -9,6 +9,11 @@ same recipe. So the model returns ONE named group ("encoder") holding both torch
 optimizer clips the norm over all of them before each step, and the schedule is a LambdaLR whose factor
 is OneCycleLR's (identical for every group, since OneCycle's shape is relative to each group's maximum).
 Factors are Python floats: no numpy scalars end up in checkpoints.
+
+The schedule spans the run: ``max_steps=None`` (the methods' default) is resolved to the trainer's
+``--max-num-iterations`` when the run starts (``zpressor_ns.nerfstudio.trainer``), and the factor is a
+small object whose settings LambdaLR saves with the scheduler's state, so a resumed run keeps the
+schedule it started with.
 """
 
 from __future__ import annotations
@@ -93,13 +98,32 @@ def one_cycle_factor(
     return cosine(1.0, minimum, (step - warm_end) / (last - warm_end))
 
 
+class OneCycleFactor:
+    """``one_cycle_factor`` with its settings as plain attributes: LambdaLR stores a callable object's
+    ``__dict__`` in its state dict (a function's it cannot), so checkpoints keep the schedule."""
+
+    def __init__(
+        self, total_steps: int, pct_start: float, div_factor: float, final_div_factor: float
+    ) -> None:
+        self.total_steps = int(total_steps)
+        self.pct_start = float(pct_start)
+        self.div_factor = float(div_factor)
+        self.final_div_factor = float(final_div_factor)
+
+    def __call__(self, step: int) -> float:
+        return one_cycle_factor(
+            step, self.total_steps, self.pct_start, self.div_factor, self.final_div_factor
+        )
+
+
 @dataclass
 class OneCycleSchedulerConfig(SchedulerConfig):
     """OneCycleLR as the original trains: cosine, warm-up over pct_start of max_steps + 10 steps."""
 
     _target: type = field(default_factory=lambda: OneCycleScheduler)
-    max_steps: int = 100_000
-    """Training steps of the run (the cycle spans max_steps + 10, as in the original)."""
+    max_steps: int | None = None
+    """Training steps the cycle spans (plus 10, as the original's total). None: the run's
+    ``--max-num-iterations``."""
     pct_start: float = 0.01
     div_factor: float = 25.0
     final_div_factor: float = 1e4
@@ -110,9 +134,10 @@ class OneCycleScheduler(Scheduler):
 
     def get_scheduler(self, optimizer: torch.optim.Optimizer, lr_init: float) -> LRScheduler:
         cfg = self.config
-        total = cfg.max_steps + 10
-
-        def factor(step: int) -> float:
-            return one_cycle_factor(step, total, cfg.pct_start, cfg.div_factor, cfg.final_div_factor)
-
+        if cfg.max_steps is None:
+            raise ValueError(
+                "OneCycleSchedulerConfig.max_steps is None (the run's length), which only the trainer "
+                "of zpressor-ns's methods resolves; give max_steps to use the schedule elsewhere"
+            )
+        factor = OneCycleFactor(cfg.max_steps + 10, cfg.pct_start, cfg.div_factor, cfg.final_div_factor)
         return LambdaLR(optimizer, lr_lambda=factor)

@@ -79,13 +79,17 @@ class FeedForwardPipeline(Pipeline):
         )
         self.model.to(device)
         if world_size > 1:
+            # CUDA: one device per process; CPU (gloo): DDP takes no device ids.
+            on_cuda = torch.device(device).type == "cuda"
             self._model = typing.cast(
                 Model,
                 DDP(
-                    self._model, device_ids=[local_rank], find_unused_parameters=config.find_unused_parameters
+                    self._model,
+                    device_ids=[local_rank] if on_cuda else None,
+                    find_unused_parameters=config.find_unused_parameters,
                 ),
             )
-            dist.barrier(device_ids=[local_rank])
+            dist.barrier(device_ids=[local_rank] if on_cuda else None)
         # Viewer controls (installed by Nerfstudio's viewer under "Custom Elements").
         self.viewer_control = _ViewerHook(on_ready=self._draw_display_cameras)
         # A dropdown of thousands of test scenes is unusable: offer the first few hundred (and the shown one).
@@ -115,7 +119,11 @@ class FeedForwardPipeline(Pipeline):
     def get_train_loss_dict(self, step: int):
         batch = self.datamanager.next_train(step)
         self.model.step = step
-        outputs = self._model(batch)  # the DDP wrapper when distributed
+        # The step's random draws (e.g. a random first anchor) come from (seed, rank, step), not from
+        # the process's generator, so a resumed run draws what the uninterrupted one would have.
+        with torch.random.fork_rng(devices=self._cuda_devices()):
+            torch.manual_seed(self.datamanager.step_seed(step))
+            outputs = self._model(batch)  # the DDP wrapper when distributed
         metrics_dict = self.model.get_metrics_dict(outputs, batch)
         loss_dict = self.model.get_loss_dict(outputs, batch, metrics_dict)
         return outputs, loss_dict, metrics_dict
@@ -139,6 +147,9 @@ class FeedForwardPipeline(Pipeline):
         metrics_dict["num_rays"] = int(batch["target"]["image"][0, :, 0].numel())
         self.train()
         return metrics_dict, images
+
+    def _cuda_devices(self) -> list[torch.device]:
+        return [self.device] if self.device.type == "cuda" else []
 
     # ---- benchmark evaluation (ns-eval) ------------------------------------------------------
     @torch.no_grad()
