@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 
@@ -68,6 +69,30 @@ def trained_run(synthetic_root, tmp_path_factory, method_config):
     config.save_config()
     train_loop(local_rank=0, world_size=1, config=config)
     return config
+
+
+@pytest.fixture
+def without_shape_checks():
+    """A context in which the run-time shape and type checks of the annotations are off.
+
+    The suite runs with jaxtyping's import hook and beartype (pyproject's ``--jaxtyping-packages``), so a
+    wrong shape fails at the annotation. Tests that feed deliberately wrong input to see the package's own
+    error message (what users get: the checks run in the tests only) call it there, and so do tests of
+    torch.compile'd code, whose graphs a checker's bookkeeping would break.
+    """
+
+    @contextlib.contextmanager
+    def unchecked():
+        import jaxtyping
+
+        before = jaxtyping.config.jaxtyping_disable
+        jaxtyping.config.update("jaxtyping_disable", True)
+        try:
+            yield
+        finally:
+            jaxtyping.config.update("jaxtyping_disable", before)
+
+    return unchecked
 
 
 def pytest_collection_modifyitems(config, items):

@@ -91,10 +91,10 @@ def test_world_to_camera_and_back_by_hand():
     assert torch.allclose(w2c @ centre, torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64), atol=1e-12)
 
 
-def test_to_homogeneous_appends_the_bottom_row():
+def test_to_homogeneous_appends_the_bottom_row(without_shape_checks):
     out = to_homogeneous(torch.arange(12.0).reshape(3, 4))
     assert torch.equal(out[3], torch.tensor([0.0, 0.0, 0.0, 1.0]))
-    with pytest.raises(CameraError):
+    with without_shape_checks(), pytest.raises(CameraError):
         to_homogeneous(torch.zeros(2, 4))
 
 

@@ -14,8 +14,7 @@ from zpressor_ns.data.dataset import (
     DEPTH_RANGES,
     ExampleOptions,
     MultiSceneDataset,
-    SharedStep,
-    SourceGroupedShuffle,
+    StepBatches,
 )
 from zpressor_ns.data.eval_index import EvaluationIndex
 from zpressor_ns.data.readers import open_dataset
@@ -111,8 +110,7 @@ def test_same_step_same_example_and_augmentation_mirrors_cameras(tmp_path):
     flipped = 0
     scene = reader.scene("a")
     for step in range(30):
-        dataset.step.value = step
-        example = dataset[0]
+        example = dataset[(0, step)]
         stored = scene.c2w[example["context"]["index"]]
         if not torch.equal(example["context"]["c2w"], stored):
             flipped += 1
@@ -127,9 +125,9 @@ def test_bad_and_short_scenes_are_skipped_with_one_warning_each(tmp_path, caplog
     dataset = MultiSceneDataset(
         open_dataset(root, "train"), small_sampler(), ExampleOptions(image_shape=(8, 8))
     )
-    dataset.step.value = 100  # past the warm-up: "short" (5 frames) cannot fit a gap of 6
+    # Past the warm-up (step 100): "short" (5 frames) cannot fit a gap of 6.
     with caplog.at_level(logging.WARNING):
-        scenes = [dataset[i]["scene"] for _ in range(3) for i in range(len(dataset))]
+        scenes = [dataset[(i, 100)]["scene"] for _ in range(3) for i in range(len(dataset))]
     assert set(scenes) == {"good1", "good2"}
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2
@@ -140,9 +138,8 @@ def test_bad_and_short_scenes_are_skipped_with_one_warning_each(tmp_path, caplog
 def test_all_scenes_bad_gives_a_clear_error_not_a_loop(tmp_path):
     reader = open_dataset(write_dataset(tmp_path, {"s1": 4, "s2": 5}), "train")
     dataset = MultiSceneDataset(reader, small_sampler(), ExampleOptions(image_shape=(8, 8)))
-    dataset.step.value = 100
     with pytest.raises(SceneError, match="none of the 2 training scenes is usable"):
-        dataset[0]
+        dataset[(0, 100)]
 
 
 def test_evaluation_uses_the_index_in_reader_order_and_raises_on_bad_entries(tmp_path, caplog):
@@ -189,20 +186,57 @@ def test_shards_are_disjoint_contiguous_and_cover_everything(tmp_path):
     assert subset.keys() == ["s1", "s4"]
 
 
-def test_grouped_shuffle_keeps_chunks_together(tmp_path):
+def test_training_batches_keep_chunks_together_and_follow_the_step(tmp_path):
     # write_dataset puts two scenes per chunk: 7 scenes -> chunks {s0,s1} {s2,s3} {s4,s5} {s6}.
     reader = open_dataset(write_dataset(tmp_path, {f"s{i}": 10 for i in range(7)}), "train")
     dataset = MultiSceneDataset(reader, small_sampler(), ExampleOptions(image_shape=(8, 8)))
     chunk_of = {key: str(reader.source_of(key)) for key in dataset.keys()}
-    sampler = SourceGroupedShuffle(dataset, seed=1)
-    orders = [list(sampler), list(sampler)]
+    batches = StepBatches(dataset, batch_size=2, seed=1)
+    orders = [batches.pass_order(0), batches.pass_order(1)]
     for order in orders:
         assert sorted(order) == list(range(7))
         chunks = [chunk_of[dataset.keys()[i]] for i in order]
         runs = [c for i, c in enumerate(chunks) if i == 0 or c != chunks[i - 1]]
         assert len(runs) == 4  # each chunk's scenes are visited in one run
     assert orders[0] != orders[1]
-    assert list(SourceGroupedShuffle(dataset, seed=1)) == orders[0]
+    # Three batches of two per pass (the seventh scene waits for a later pass); items carry their step.
+    stream = iter(batches)
+    first = [next(stream) for _ in range(7)]
+    assert [item[1] for batch in first for item in batch] == [s for s in range(7) for _ in range(2)]
+    assert [i for batch in first[:3] for i, _ in batch] == orders[0][:6]
+    assert [i for batch in first[3:6] for i, _ in batch] == orders[1][:6]
+    # A run resumed at step 5 draws what the uninterrupted one drew from step 5 on.
+    resumed = iter(StepBatches(dataset, batch_size=2, seed=1, start_step=5))
+    assert [next(resumed), next(resumed)] == first[5:7] == [batches.batch(5), batches.batch(6)]
+    assert StepBatches(dataset, batch_size=2, seed=2).pass_order(0) != orders[0]
+    with pytest.raises(SceneError, match="batch of 8 scenes"):
+        StepBatches(dataset, batch_size=8)
+
+
+def test_a_bad_scene_is_replaced_by_the_same_scene_in_every_process(tmp_path):
+    """The replacement of an unusable scene does not depend on which bad scenes a process (a worker, a
+    resumed run) has met before."""
+    root = write_dataset(tmp_path, {"good1": 12, "bad1": 12, "bad2": 12, "good2": 12, "good3": 12})
+    poison_pose(root, "bad1")
+    poison_pose(root, "bad2")
+
+    def fresh() -> MultiSceneDataset:
+        return MultiSceneDataset(
+            open_dataset(root, "train"), small_sampler(), ExampleOptions(image_shape=(8, 8))
+        )
+
+    bad = fresh().keys().index("bad1")
+    replacements = set()
+    for step in range(6):
+        experienced = fresh()
+        for i in range(len(experienced)):
+            experienced[(i, 0)]  # this process has met both bad scenes already
+        new = fresh()[(bad, step)]
+        old = experienced[(bad, step)]
+        assert new["scene"] == old["scene"] and new["scene"].startswith("good")
+        assert torch.equal(new["context"]["image"], old["context"]["image"])
+        replacements.add(new["scene"])
+    assert len(replacements) > 1  # drawn per item, not always the same scene
 
 
 def test_display_example_is_deterministic(tmp_path):
@@ -218,18 +252,28 @@ def test_display_example_is_deterministic(tmp_path):
 
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
-def test_training_step_reaches_worker_processes(tmp_path, start_method):
-    # "spawn" also proves the dataset pickles into a worker. A forward walk makes the context span equal the sampled gap: 3 during warm-up, 6..8 after.
+def test_worker_processes_draw_the_items_of_the_training_step(tmp_path, start_method):
+    # "spawn" also proves the dataset pickles into a worker. A forward walk makes the context span equal
+    # the sampled gap: 3 at the start of the warm-up, 6..8 after it.
     reader = open_dataset(write_dataset(tmp_path, {"a": 20, "b": 20}), "train")
-    step = SharedStep(0)
-    dataset = MultiSceneDataset(reader, small_sampler(), ExampleOptions(image_shape=(8, 8)), step=step)
-    loader = DataLoader(
-        dataset, batch_size=None, num_workers=1, persistent_workers=True, multiprocessing_context=start_method
-    )
+    sampler = small_sampler(warm_up_steps=100)
+    dataset = MultiSceneDataset(reader, sampler, ExampleOptions(image_shape=(8, 8)), seed=4)
 
-    def spans() -> list[int]:
-        return [int(ex["context"]["index"].max() - ex["context"]["index"].min()) for ex in loader]
+    def spans(start_step: int, workers: int) -> list[tuple[str, int]]:
+        batches = StepBatches(dataset, batch_size=1, seed=4, start_step=start_step)
+        loader = DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=workers,
+            multiprocessing_context=start_method if workers else None,
+        )
+        stream = iter(loader)
+        drawn = [next(stream) for _ in range(3)]
+        return [
+            (ex["scene"][0], int(ex["context"]["index"].max() - ex["context"]["index"].min())) for ex in drawn
+        ]
 
-    assert spans() == [3, 3]
-    step.value = 1000
-    assert all(6 <= span <= 8 for span in spans())
+    early, late = spans(0, workers=2), spans(1000, workers=2)
+    assert [span for _, span in early] == [3, 3, 3]
+    assert all(6 <= span <= 8 for _, span in late)
+    assert early == spans(0, workers=0) and late == spans(1000, workers=0)  # the same items in-process

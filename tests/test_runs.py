@@ -56,7 +56,7 @@ def test_a_config_retargeted_to_another_class_is_refused(trained_run, tmp_path):
     target = "_target: !!python/name:zpressor_ns.nerfstudio.pipeline.FeedForwardPipeline ''"
     assert target in text
     path = tmp_path / "config.yml"
-    path.write_text(text.replace(target, "_target: !!python/name:nerfstudio.scripts.train.Trainer ''"))
+    path.write_text(text.replace(target, "_target: !!python/name:nerfstudio.engine.trainer.Trainer ''"))
     with pytest.raises(ConfigError, match=r"config\.pipeline\._target"):
         load_config(path)
 

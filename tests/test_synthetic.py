@@ -61,8 +61,8 @@ def _geometry(spheres=(), boxes=(), room=((-3.0, -2.0, 0.0), (3.0, 2.0, 2.5))) -
         c, s = math.cos(yaw), math.sin(yaw)
         rotations.append(torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]))
     return SceneGeometry(
-        room_min=torch.tensor(room[0]),
-        room_max=torch.tensor(room[1]),
+        room_min=torch.tensor(room[0], dtype=torch.float32),
+        room_max=torch.tensor(room[1], dtype=torch.float32),
         sphere_centre=torch.tensor([c for c, _ in spheres]).reshape(-1, 3),
         sphere_radius=torch.tensor([r for _, r in spheres]).reshape(-1),
         box_centre=torch.tensor([c for c, _, _ in boxes]).reshape(-1, 3),

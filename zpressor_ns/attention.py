@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, no_type_check
 
 import torch
 import torch.nn.functional as F
@@ -298,6 +298,9 @@ def support_block_mask(
     num_partial, partial_index = _ordered_blocks(partial)
     num_full, full_index = _ordered_blocks(full)
 
+    # Traced by FlexAttention (vmap, and dynamo inside its higher-order op, which refuses side effects
+    # such as a run-time type checker's bookkeeping): never wrapped by a checker.
+    @no_type_check
     def admits(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
         # Clamping keeps lookups in bounds for the padding positions of a ragged last tile.
         anchor = torch.clamp(q_idx // tokens_per_view, max=anchors - 1)

@@ -58,7 +58,7 @@ def invert_rigid(pose: Float[Tensor, "*batch 4 4"]) -> Float[Tensor, "*batch 4 4
 
 
 def pixel_to_normalised_K(
-    K: Float[Tensor, "*batch 3 3"], width: float | Tensor, height: float | Tensor
+    K: Float[Tensor, "*batch 3 3"], width: int | float | Tensor, height: int | float | Tensor
 ) -> Float[Tensor, "*batch 3 3"]:
     """Pixel intrinsics -> normalised (row 0 / width, row 1 / height)."""
     out = K.clone()
@@ -68,7 +68,7 @@ def pixel_to_normalised_K(
 
 
 def normalised_to_pixel_K(
-    K: Float[Tensor, "*batch 3 3"], width: float | Tensor, height: float | Tensor
+    K: Float[Tensor, "*batch 3 3"], width: int | float | Tensor, height: int | float | Tensor
 ) -> Float[Tensor, "*batch 3 3"]:
     """Normalised intrinsics -> pixels (row 0 * width, row 1 * height)."""
     out = K.clone()
@@ -77,7 +77,9 @@ def normalised_to_pixel_K(
     return out
 
 
-def intrinsics_from_values(fx: Tensor, fy: Tensor, cx: Tensor, cy: Tensor) -> Float[Tensor, "*batch 3 3"]:
+def intrinsics_from_values(
+    fx: Tensor | float, fy: Tensor | float, cx: Tensor | float, cy: Tensor | float
+) -> Float[Tensor, "*batch 3 3"]:
     """Build [..., 3, 3] intrinsics from broadcastable fx, fy, cx, cy."""
     fx, fy, cx, cy = torch.broadcast_tensors(*(torch.as_tensor(v) for v in (fx, fy, cx, cy)))
     K = torch.zeros(*fx.shape, 3, 3, dtype=fx.dtype, device=fx.device)

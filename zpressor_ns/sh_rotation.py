@@ -110,8 +110,8 @@ def wigner_d(rotations: Float[Tensor, "*batch 3 3"], degree: int) -> Float[Tenso
 
 
 def rotate_sh(
-    coefficients: Float[Tensor, "*batch n"], rotations: Float[Tensor, "*batch 3 3"]
-) -> Float[Tensor, "*batch n"]:
+    coefficients: Float[Tensor, "*#batch n"], rotations: Float[Tensor, "*#batch 3 3"]
+) -> Float[Tensor, "*#batch n"]:
     """Apply D(R) to coefficient vectors; ``rotations`` broadcasts against the coefficients' batch."""
     matrices = wigner_d(rotations, degree_of(coefficients.shape[-1]))
     return (matrices @ coefficients[..., None])[..., 0]

@@ -99,8 +99,8 @@ def sh_basis(degree: int, directions: Float[Tensor, "*batch 3"]) -> Float[Tensor
 
 
 def evaluate_sh(
-    harmonics: Float[Tensor, "*batch 3 d_sh"], directions: Float[Tensor, "*batch 3"]
-) -> Float[Tensor, "*batch 3"]:
+    harmonics: Float[Tensor, "*#batch 3 d_sh"], directions: Float[Tensor, "*#batch 3"]
+) -> Float[Tensor, "*#batch 3"]:
     """Colour-major coefficients (our layout, [..., channel, coefficient]) evaluated along ``directions``.
 
     Returns the raw SH value; renderers add 0.5 and clamp at 0 (the 3DGS colour convention).

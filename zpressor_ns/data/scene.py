@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -146,6 +146,7 @@ class Scene:
         return torch.stack(images)
 
 
+@runtime_checkable
 class SceneReader(Protocol):
     """A dataset on disk: scene keys in a stable order, and each scene on demand."""
 

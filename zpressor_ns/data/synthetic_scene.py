@@ -76,7 +76,7 @@ def forward_walk(
     t = torch.linspace(0.0, 1.0, num_frames, dtype=torch.float64)
     along = start + length * t
     sway = sway_amplitude * torch.sin(
-        2 * math.pi * _scalar(generator, 0.3, 1.2) * t + _scalar(generator, 0, 6.3)
+        2 * math.pi * _scalar(generator, 0.3, 1.2) * t + _scalar(generator, 0.0, 6.3)
     )
     xy = centre + along[:, None] * direction + sway[:, None] * sideways
     eye_height = _scalar(generator, 1.2, min(1.9, room_height - VERTICAL_MARGIN - 0.1))
@@ -84,7 +84,7 @@ def forward_walk(
     eye = torch.cat([xy, z[:, None]], dim=-1)
 
     yaw = heading + _scalar(generator, 0.1, 0.35) * torch.sin(
-        2 * math.pi * _scalar(generator, 0.3, 1.0) * t + _scalar(generator, 0, 6.3)
+        2 * math.pi * _scalar(generator, 0.3, 1.0) * t + _scalar(generator, 0.0, 6.3)
     )
     pitch = _scalar(generator, -0.2, 0.05) + 0.04 * torch.sin(2 * math.pi * _scalar(generator, 0.5, 1.5) * t)
     forward = torch.stack([pitch.cos() * yaw.cos(), pitch.cos() * yaw.sin(), pitch.sin()], dim=-1)
@@ -100,14 +100,14 @@ def free_path(
     room_height = float(room_max[2])
     radii = (half - WALL_MARGIN) * _uniform(generator, 0.55, 0.85, 2)
     t = torch.linspace(0.0, 1.0, num_frames, dtype=torch.float64)
-    span = _scalar(generator, 0.9, 1.8) * math.pi * (1.0 if _scalar(generator, 0, 1) < 0.5 else -1.0)
+    span = _scalar(generator, 0.9, 1.8) * math.pi * (1.0 if _scalar(generator, 0.0, 1.0) < 0.5 else -1.0)
     angle = _scalar(generator, 0.0, 2 * math.pi) + span * t
     wobble = 1.0 + 0.08 * torch.sin(2 * math.pi * _scalar(generator, 1.0, 2.5) * t)
     xy = torch.stack([angle.cos(), angle.sin()], dim=-1) * radii * wobble[:, None]
     low, high = 1.0, room_height - VERTICAL_MARGIN
     mid, amplitude = (low + high) / 2, min(_scalar(generator, 0.2, 0.5), (high - low) / 2)
     z = mid + amplitude * torch.sin(
-        2 * math.pi * _scalar(generator, 0.5, 1.5) * t + _scalar(generator, 0, 6.3)
+        2 * math.pi * _scalar(generator, 0.5, 1.5) * t + _scalar(generator, 0.0, 6.3)
     )
     eye = torch.cat([xy, z[:, None]], dim=-1)
 
@@ -115,7 +115,10 @@ def free_path(
         0.25
         * radii
         * torch.stack(
-            [torch.sin(2 * math.pi * 0.7 * t + _scalar(generator, 0, 6.3)), torch.cos(2 * math.pi * 0.5 * t)],
+            [
+                torch.sin(2 * math.pi * 0.7 * t + _scalar(generator, 0.0, 6.3)),
+                torch.cos(2 * math.pi * 0.5 * t),
+            ],
             dim=-1,
         )
     )
@@ -147,7 +150,7 @@ def sample_materials(num_materials: int, generator: torch.Generator) -> Material
 def _random_rotation(generator: torch.Generator) -> Float[Tensor, "3 3"]:
     """A yaw about z, sometimes combined with a tilt about x (so some boxes are not axis-aligned at all)."""
     yaw = _scalar(generator, 0.0, 2 * math.pi)
-    tilt = _scalar(generator, -0.6, 0.6) if _scalar(generator, 0, 1) < 0.4 else 0.0
+    tilt = _scalar(generator, -0.6, 0.6) if _scalar(generator, 0.0, 1.0) < 0.4 else 0.0
     cy, sy, ct, st = math.cos(yaw), math.sin(yaw), math.cos(tilt), math.sin(tilt)
     rot_z = torch.tensor([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
     rot_x = torch.tensor([[1.0, 0.0, 0.0], [0.0, ct, -st], [0.0, st, ct]], dtype=torch.float64)
@@ -167,7 +170,7 @@ def _free_spot(
     """A centre for an object of bounding radius ``radius`` clear of cameras, walls and other objects."""
     for _ in range(attempts):
         xy = _uniform(generator, -1.0, 1.0, 2) * (region - radius).clamp_min(0.0)
-        on_floor = _scalar(generator, 0, 1) < 0.6
+        on_floor = _scalar(generator, 0.0, 1.0) < 0.6
         top = float(room_max[2]) - radius - 0.3
         z = radius if on_floor or top <= radius + 0.3 else _scalar(generator, radius + 0.3, top)
         centre = torch.cat([xy, torch.tensor([z], dtype=torch.float64)])

@@ -55,7 +55,7 @@ class FeedForwardPipeline(Pipeline):
     def __init__(
         self,
         config: FeedForwardPipelineConfig,
-        device: str,
+        device: str | torch.device,
         test_mode: Literal["test", "val", "inference"] = "val",
         world_size: int = 1,
         local_rank: int = 0,

@@ -95,7 +95,7 @@ def estimate_memory(
     height: int,
     width: int,
     *,
-    weight_bytes: float,
+    weight_bytes: int | float,
     batch: int = 1,
     attention_bytes: int = 2,
 ) -> MemoryEstimate:
@@ -123,7 +123,7 @@ def anchors_for_budget(
     width: int,
     memory_budget_gb: float,
     *,
-    weight_bytes: float,
+    weight_bytes: int | float,
     batch: int = 1,
 ) -> int:
     """The most anchors (at least 2, at most ``views``) whose modelled peak fits ``memory_budget_gb`` (1e9 B).
