@@ -92,6 +92,12 @@ class FeedForwardModelConfig(ModelConfig):
 class FeedForwardSplatModel(SplatfactoModel):
     config: FeedForwardModelConfig
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Nerfstudio's empty device marker is a parameter no loss reaches: DDP (find_unused_parameters off,
+        # as every encoder parameter takes part in every step) would wait for its gradient forever.
+        self.device_indicator_param.requires_grad_(False)
+
     def populate_modules(self) -> None:
         Model.populate_modules(self)  # not Splatfacto's: no per-scene Gaussians, strategy or LPIPS download
         if self.config.tf32_matmul and torch.device(self.kwargs.get("device", "cpu")).type == "cuda":

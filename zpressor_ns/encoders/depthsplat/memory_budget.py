@@ -45,7 +45,7 @@ class MemoryEstimate:
         return self.weights + self.inputs + ACTIVATION_SLACK * max(self.view_phase, self.anchor_phase)
 
 
-def _per_eighth_pixel(channels: float) -> float:
+def _per_eighth_pixel(channels: int | float) -> float:
     """Values per image pixel of a map with ``channels`` channels on the 1/8 grid."""
     return channels / FEATURE_STRIDE**2
 
@@ -109,10 +109,10 @@ def estimate_memory(
     chunk = min(config.view_chunk, views) * cnn_chunk_values(config) * FP32_BYTES
     kept = anchors * kept_cnn_values(config) * FP32_BYTES
     return MemoryEstimate(
-        weights=weight_bytes,
-        inputs=views * pixels * 3 * FP32_BYTES,
-        view_phase=pixels * (supports + chunk + kept),
-        anchor_phase=pixels * anchors * anchor_phase_values(config) * FP32_BYTES,
+        weights=float(weight_bytes),
+        inputs=float(views * pixels * 3 * FP32_BYTES),
+        view_phase=float(pixels * (supports + chunk + kept)),
+        anchor_phase=float(pixels * anchors * anchor_phase_values(config) * FP32_BYTES),
     )
 
 
