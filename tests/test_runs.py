@@ -122,3 +122,29 @@ def test_every_documented_viewer_command_binds_to_localhost():
     for argv in views:
         args = build_parser().parse_args(argv)
         assert args.host == "127.0.0.1", argv
+
+
+def test_the_commands_refuse_a_crafted_checkpoint_with_one_message(trained_run, tmp_path, capsys):
+    import os
+
+    import torch
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    # A copy of the run whose checkpoint asks to call a function while loading.
+    config = load_config(trained_run.get_base_dir() / "config.yml")
+    config.output_dir = tmp_path / "outputs"
+    config.save_config()
+    original = next(trained_run.get_checkpoint_dir().glob("step-*.ckpt"))
+    crafted = config.get_checkpoint_dir() / original.name
+    crafted.parent.mkdir(parents=True)
+    torch.save({**torch.load(original, map_location="cpu"), "payload": RunsCode()}, crafted)
+
+    output = tmp_path / "x.ply"
+    argv = ["export", "--load-config", str(config.get_base_dir() / "config.yml"), "--output", str(output)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert str(crafted) in error and "refused" in error and "getcwd" in error
+    assert "weights_only" not in error and "Traceback" not in error and not output.exists()
