@@ -230,6 +230,58 @@ def test_scene_with_no_frames_is_refused(tmp_path):
         open_dataset(tmp_path, "test").scene("none")
 
 
+GARBAGE_SCENE_ENTRIES = {
+    "cameras missing": lambda s: s.pop("cameras"),
+    "cameras as a list": lambda s: s.update(cameras=s["cameras"].tolist()),
+    "camera rows of 17": lambda s: s.update(cameras=s["cameras"][:, :17]),
+    "camera rows as integers": lambda s: s.update(cameras=s["cameras"].long()),
+    "camera rows as booleans": lambda s: s.update(cameras=s["cameras"] > 0),
+    "images missing": lambda s: s.pop("images"),
+    "images as a string": lambda s: s.update(images="abc"),
+    "images as numbers": lambda s: s.update(images=list(range(len(s["images"])))),
+    "images as None": lambda s: s.update(images=[None] * len(s["images"])),
+    "decoded pixels": lambda s: s.update(images=[torch.zeros(18, 32, 3, dtype=torch.uint8)] * 4),
+    "timestamps as a string": lambda s: s.update(timestamps="0123"),
+    "timestamps as booleans": lambda s: s.update(timestamps=torch.ones(4, dtype=torch.bool)),
+}
+
+
+@pytest.mark.parametrize("garbage", sorted(GARBAGE_SCENE_ENTRIES))
+def test_garbage_scene_entries_are_scene_errors_naming_the_scene(tmp_path, garbage):
+    scene_dict = chunk_scene("junk", trajectory(4))
+    GARBAGE_SCENE_ENTRIES[garbage](scene_dict)
+    write_split(tmp_path / "test", {"000000.torch": [scene_dict, chunk_scene("fine", trajectory(4))]})
+    reader = open_dataset(tmp_path, "test")
+    with pytest.raises(SceneError, match=r"'junk'.*000000\.torch"):
+        reader.scene("junk").load_images([0, 1, 2, 3])
+    assert reader.scene("fine").load_images([0]).shape == (1, 3, 18, 32)
+
+
+def test_damaged_chunk_files_only_ever_raise_scene_errors(tmp_path):
+    # Fuzzing: random byte flips and truncations of a chunk (torch's unpickler raised KeyError,
+    # IndexError and TypeError on some of them). Every outcome is a readable scene or a SceneError.
+    write_split(tmp_path / "test", {"000000.torch": [chunk_scene("s", trajectory(3), size=(6, 8))]})
+    path = tmp_path / "test" / "000000.torch"
+    intact = path.read_bytes()
+    rng = np.random.default_rng(0)
+    outcomes = {"read": 0, "refused": 0}
+    for trial in range(240):
+        damaged = bytearray(
+            intact[: len(intact) - int(rng.integers(1, len(intact)))] if trial % 8 == 0 else intact
+        )
+        for position in rng.integers(0, len(damaged), size=int(rng.integers(1, 20))):
+            damaged[position] = int(rng.integers(256))
+        path.write_bytes(bytes(damaged))
+        try:
+            scene = open_dataset(tmp_path, "test").scene("s")
+            scene.load_images(range(scene.num_frames))
+            outcomes["read"] += 1
+        except SceneError as error:
+            assert "000000.torch" in str(error) or "'s'" in str(error)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 100 and outcomes["read"] > 10
+
+
 # --- DL3DV raw and Nerfstudio transforms.json ---------------------------------------------------
 
 
@@ -344,16 +396,38 @@ def test_scaled_rotation_repaired_and_shear_refused_in_transforms(tmp_path):
         open_dataset(tmp_path).scene("sheared")
 
 
-def test_missing_transforms_json_and_missing_images(tmp_path):
+def test_missing_transforms_json_is_refused(tmp_path):
     json_path = write_transforms_scene(tmp_path / "gone" / "nerfstudio", trajectory(3))
     reader = open_dataset(tmp_path)
     json_path.unlink()
     with pytest.raises(SceneError, match=r"'gone'.*transforms\.json is missing"):
         reader.scene("gone")
 
-    write_transforms_scene(tmp_path / "holes" / "nerfstudio", trajectory(3))
-    (tmp_path / "holes" / "nerfstudio" / "images_8" / "frame_00002.png").unlink()
-    with pytest.raises(SceneError, match=r"'holes'.*1 of 3 frame images are missing.*frame_00002"):
+
+def test_frames_with_missing_images_are_skipped_with_one_warning(tmp_path, caplog):
+    # The instant-ngp fox capture lists 67 frames and ships 50 images: Nerfstudio skips the rest.
+    c2w = trajectory(4)
+    write_transforms_scene(tmp_path / "holes" / "nerfstudio", c2w)
+    images = tmp_path / "holes" / "nerfstudio" / "images_8"
+    kept_png = (images / "frame_00003.png").read_bytes()
+    (images / "frame_00002.png").unlink()
+    reader = open_dataset(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        scene = reader.scene("holes")
+        reader._cache.clear()
+        reader.scene("holes")
+    assert scene.num_frames == 3 and scene.timestamps.tolist() == [1, 3, 4]
+    assert np.allclose(scene.c2w.numpy(), c2w[[0, 2, 3]], atol=1e-6)
+    assert torch.equal(scene.load_images([1])[0], decoded(kept_png))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert (
+        len(warnings) == 1 and "'holes'" in warnings[0] and "1 of 4 frame images are missing" in warnings[0]
+    )
+    assert "frame_00002" in warnings[0]
+
+    for png in images.iterdir():
+        png.unlink()
+    with pytest.raises(SceneError, match=r"'holes'.*none of the 4 frame images exists"):
         open_dataset(tmp_path).scene("holes")
 
 

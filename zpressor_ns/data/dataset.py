@@ -35,7 +35,13 @@ from zpressor_ns.cameras import camera_centres
 from zpressor_ns.data.eval_index import EvaluationIndex, evaluation_views
 from zpressor_ns.data.samplers import BoundedSampler, SceneTooShort
 from zpressor_ns.data.scene import Scene, SceneError, SceneReader, field_of_view_deg
-from zpressor_ns.data.shims import ResizeMode, random_flip, rescale_example
+from zpressor_ns.data.shims import (
+    DECODE_HEADROOM,
+    ResizeMode,
+    decode_reduction,
+    random_flip,
+    rescale_example,
+)
 from zpressor_ns.types import Example, ViewSet
 
 logger = logging.getLogger(__name__)
@@ -67,6 +73,7 @@ class ExampleOptions:
     augment: bool = False  # random horizontal flip, training only
     resize_mode: ResizeMode = "bicubic"  # "pil_lanczos" reproduces the original's resampling
     max_fov_deg: float | None = None  # training skips scenes wider than this (the original uses 100)
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # transparent pixels become this colour
 
 
 class SharedStep:
@@ -113,6 +120,7 @@ class MultiSceneDataset(Dataset):
             raise SceneError("no scenes to draw examples from (empty dataset, or no scene is in the index)")
         self._keys = keys
         self._bad_keys: set[str] = set()
+        self._warned_large: set[str] = set()
 
     @property
     def training(self) -> bool:
@@ -228,7 +236,21 @@ class MultiSceneDataset(Dataset):
         self, scene: Scene, context: list[int], target: list[int], flip_rng: torch.Generator | None
     ) -> Example:
         frames = sorted(set(context) | set(target))
-        images = scene.load_images(frames)
+        reduce = decode_reduction((scene.height, scene.width), self.options.image_shape)
+        if reduce > 1 and scene.key not in self._warned_large:
+            logger.warning(
+                "scene %r: frames are %dx%d, over %d times the %dx%d used; decoding them %d times smaller "
+                "(store downscaled frames to save decoding time)",
+                scene.key,
+                scene.width,
+                scene.height,
+                2 * DECODE_HEADROOM,
+                self.options.image_shape[1],
+                self.options.image_shape[0],
+                reduce,
+            )
+            self._warned_large.add(scene.key)
+        images = scene.load_images(frames, reduce=reduce, background=self.options.background)
         position = {frame: i for i, frame in enumerate(frames)}
 
         def view_set(indices: list[int]) -> ViewSet:
