@@ -442,6 +442,72 @@ def test_zero_byte_image_and_wrong_aspect(tmp_path):
         open_dataset(tmp_path).scene("aspect")
 
 
+def test_per_frame_size_of_another_aspect_is_refused_naming_the_frame(tmp_path):
+    # 9x16 images; frame 1 claims to be a square 128x128 frame, so its normalised intrinsics are wrong.
+    write_transforms_scene(
+        tmp_path / "mixed" / "nerfstudio", trajectory(3), frame_extra=[{}, {"w": 128, "h": 128}, {}]
+    )
+    with pytest.raises(SceneError, match=r"'mixed'.*frame 1.*this frame's w x h.*128x128.*aspect ratio"):
+        open_dataset(tmp_path).scene("mixed")
+
+    # The same aspect at another size is fine, and normalises that frame's intrinsics by its own w, h.
+    write_transforms_scene(
+        tmp_path / "scaled" / "nerfstudio",
+        trajectory(3),
+        frame_extra=[{}, {"w": 64, "h": 36, "fl_x": 32.0, "fl_y": 32.0, "cx": 32.0, "cy": 18.0}, {}],
+    )
+    K = open_dataset(tmp_path).scene("scaled").K
+    assert torch.allclose(K[1], torch.tensor([[0.5, 0.0, 0.5], [0.0, 32 / 36, 0.5], [0.0, 0.0, 1.0]]))
+
+
+GARBAGE_TRANSFORMS = {
+    "top level is a list": lambda meta: [meta],
+    "frames is a dict": lambda meta: {**meta, "frames": {"0": meta["frames"][0]}},
+    "frame is a string": lambda meta: {**meta, "frames": ["images/frame_00001.png", *meta["frames"][1:]]},
+    "file_path is a number": lambda meta: {**meta, "frames": [{**meta["frames"][0], "file_path": 7}]},
+    "matrix of strings": lambda meta: {
+        **meta,
+        "frames": [{**meta["frames"][0], "transform_matrix": [["a"] * 4] * 4}, *meta["frames"][1:]],
+    },
+    "ragged matrix": lambda meta: {
+        **meta,
+        "frames": [{**meta["frames"][0], "transform_matrix": [[1, 0, 0], [0, 1], [0, 0, 1, 0]]}],
+    },
+    "matrix missing": lambda meta: {**meta, "frames": [{"file_path": meta["frames"][0]["file_path"]}]},
+    "w as a string": lambda meta: {**meta, "w": "128"},
+    "focal length as a list": lambda meta: {**meta, "fl_x": [100.0]},
+    "NaN focal length": lambda meta: {**meta, "fl_x": float("nan")},
+    "distortion as a string": lambda meta: {**meta, "k1": "0.1"},
+    "zero height": lambda meta: {**meta, "h": 0},
+}
+
+
+@pytest.mark.parametrize("garbage", sorted(GARBAGE_TRANSFORMS))
+def test_garbage_transforms_json_is_a_scene_error_naming_the_file(tmp_path, garbage):
+    json_path = write_transforms_scene(tmp_path / "junk" / "nerfstudio", trajectory(3))
+    json_path.write_text(json.dumps(GARBAGE_TRANSFORMS[garbage](json.loads(json_path.read_text()))))
+    with pytest.raises(SceneError, match=r"'junk'.*transforms\.json"):
+        open_dataset(tmp_path, layout="dl3dv").scene("junk")
+
+
+def test_nerfstudio_captures_in_train_and_test_folders(tmp_path):
+    # docs/DATA.md: a folder of captures split into train/ and test/ (ns-process-data output: images/).
+    for split, names in (("train", ["kitchen", "garden"]), ("test", ["hall"])):
+        for name in names:
+            write_transforms_scene(
+                tmp_path / split / name, trajectory(3), image_dir="images", stored_size=(72, 128)
+            )
+    assert detect_layout(tmp_path) == "nerfstudio"
+    assert detect_layout(tmp_path, "train") == "nerfstudio"
+    assert open_dataset(tmp_path, "train", layout="nerfstudio").keys() == ["garden", "kitchen"]
+    assert open_dataset(tmp_path, "test").keys() == ["hall"]
+    assert open_dataset(tmp_path, layout="nerfstudio").keys() == ["garden", "hall", "kitchen"]
+    assert open_dataset(tmp_path, "test", layout="nerfstudio").scene("hall").num_frames == 3
+    (tmp_path / "test" / "hall" / "transforms.json").unlink()
+    with pytest.raises(LayoutError, match=r"no nerfstudio scenes found in split 'test'"):
+        open_dataset(tmp_path, "test", layout="nerfstudio")
+
+
 def test_fisheye_is_refused(tmp_path):
     write_transforms_scene(
         tmp_path / "fish" / "nerfstudio", trajectory(2), extra={"camera_model": "OPENCV_FISHEYE"}
