@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 
 from zpressor_ns.data.dataset import (
@@ -21,6 +23,7 @@ from zpressor_ns.data.eval_index import EvaluationIndex
 from zpressor_ns.data.readers import open_dataset
 from zpressor_ns.data.samplers import BoundedSampler
 from zpressor_ns.data.scene import SceneError
+from zpressor_ns.data.shims import resize_images
 
 writers = pytest.importorskip("zpressor_ns.data.writers")
 
@@ -135,6 +138,77 @@ def test_bad_and_short_scenes_are_skipped_with_one_warning_each(tmp_path, caplog
     assert len(warnings) == 2
     assert any("'short'" in w and "5 frames" in w for w in warnings)
     assert any("'nanpose'" in w and "NaN" in w for w in warnings)
+
+
+def rewrite_scene(root: Path, key: str, change, split: str = "train") -> None:
+    """Apply ``change`` to one scene dict of its chunk, rewriting the chunk."""
+    index = json.loads((root / split / "index.json").read_text())
+    path = root / split / index[key]
+    chunk = torch.load(path, weights_only=True)
+    for item in chunk:
+        if item["key"] == key:
+            change(item)
+    torch.save(chunk, path)
+
+
+def png_bytes(image: Image.Image) -> torch.Tensor:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+
+
+def test_one_bad_file_never_kills_training(tmp_path, caplog, monkeypatch):
+    # Real failures seen by a user: a garbage chunk entry (IndexError/KeyError/AttributeError inside
+    # the reader), a frame too large for PIL (DecompressionBombError) and a truncated chunk file.
+    keys = ["good1", "junk", "bomb", "good2", "cut1", "cut2"]
+    root = write_dataset(tmp_path, dict.fromkeys(keys, 12))  # two scenes per chunk
+    rewrite_scene(root, "junk", lambda item: item.update(images=[None] * 12))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", HEIGHT * WIDTH)  # PIL refuses over twice this
+    huge = png_bytes(Image.new("RGB", (40, 40)))
+    rewrite_scene(root, "bomb", lambda item: item.update(images=[huge] * 12))
+    cut = root / "train" / json.loads((root / "train" / "index.json").read_text())["cut1"]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+
+    dataset = MultiSceneDataset(
+        open_dataset(root, "train"), small_sampler(), ExampleOptions(image_shape=(8, 8))
+    )
+    with caplog.at_level(logging.WARNING):
+        scenes = []
+        for step in range(3):
+            dataset.step.value = step
+            scenes += [dataset[i]["scene"] for i in range(len(dataset))]
+    assert set(scenes) == {"good1", "good2"}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 4
+    for key, reason in (("junk", "not encoded images"), ("bomb", "too large"), ("cut1", "cannot be read")):
+        assert any(f"scene {key!r}" in w and reason in w for w in warnings), key
+    assert any("'cut2'" in w and cut.name in w for w in warnings)
+
+
+def test_huge_frames_are_decoded_reduced_with_one_warning(tmp_path, caplog):
+    reader = open_dataset(write_dataset(tmp_path, {"a": 12}), "train")
+    options = ExampleOptions(image_shape=(2, 4))  # 12x20 frames are 5 times the 2x4 needed
+    dataset = MultiSceneDataset(reader, small_sampler(), options)
+    with caplog.at_level(logging.WARNING):
+        examples = [dataset[0], dataset[0]]
+    assert [r.getMessage() for r in caplog.records].count(
+        "scene 'a': frames are 20x12, over 4 times the 4x2 used; decoding them 2 times smaller "
+        "(store downscaled frames to save decoding time)"
+    ) == 1
+    images = examples[0]["context"]["image"]
+    direct = resize_images(reader.scene("a").load_images(examples[0]["context"]["index"].tolist()), (2, 4))
+    assert images.shape == (3, 3, 2, 4) and (images - direct).abs().mean() < 0.05
+
+
+def test_transparent_frames_take_the_configured_background(tmp_path):
+    root = write_dataset(tmp_path, {"a": 12})
+    clear = png_bytes(Image.new("RGBA", (WIDTH, HEIGHT), (10, 20, 30, 0)))
+    rewrite_scene(root, "a", lambda item: item.update(images=[clear] * 12))
+    reader = open_dataset(root, "train")
+    options = ExampleOptions(image_shape=(HEIGHT, WIDTH), background=(1.0, 0.5, 0.0))
+    example = MultiSceneDataset(reader, small_sampler(), options)[0]
+    expected = torch.tensor([1.0, 0.5, 0.0]).view(1, 3, 1, 1).expand(3, 3, HEIGHT, WIDTH)
+    assert torch.equal(example["context"]["image"], expected)
 
 
 def test_all_scenes_bad_gives_a_clear_error_not_a_loop(tmp_path):
