@@ -230,6 +230,24 @@ class Scene:
         where = f"scene {self.key!r} frame {index}"
         return f"{where} ({frame})" if isinstance(frame, Path) else f"{where} (in {self.source})"
 
+    def frame_problems(self) -> list[str]:
+        """What is wrong with each frame, read from its header alone (nothing is decoded): files that
+        are not images, and frames of another size than the scene's. Empty when all frames are fine."""
+        problems = []
+        for index, frame in enumerate(self.frames):
+            where = self.frame_name(index)
+            try:
+                height, width = read_image_size(frame, where)
+            except SceneError as error:
+                problems.append(str(error))
+                continue
+            if (height, width) != (self.height, self.width):
+                problems.append(
+                    f"{where}: image is {width}x{height} (WxH) but the scene's frames are "
+                    f"{self.width}x{self.height}; all frames of a scene must share one size"
+                )
+        return problems
+
     def load_images(
         self,
         indices: Sequence[int],
