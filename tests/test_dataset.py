@@ -19,7 +19,7 @@ from zpressor_ns.data.dataset import (
     SharedStep,
     SourceGroupedShuffle,
 )
-from zpressor_ns.data.eval_index import EvaluationIndex
+from zpressor_ns.data.eval_index import EvaluationIndex, checked_keys
 from zpressor_ns.data.readers import open_dataset
 from zpressor_ns.data.samplers import BoundedSampler
 from zpressor_ns.data.scene import SceneError
@@ -246,6 +246,60 @@ def test_evaluation_uses_the_index_in_reader_order_and_raises_on_bad_entries(tmp
     ]
     with pytest.raises(SceneError, match=r"index_eval\.json asks scene 'c' for frames \[20\]"):
         dataset[by_scene["c"]]
+
+
+def test_index_checked_before_evaluation(tmp_path, caplog):
+    reader = open_dataset(write_dataset(tmp_path, {"a": 12, "b": 12, "c": 6}, split="test"), "test")
+    path = tmp_path / "index.json"
+    path.write_text(
+        json.dumps(
+            {
+                "a": {"context": [0, 4, 8], "target": [1, 2]},
+                "b": {"context": [0, 4], "target": [1, 11]},
+                "c": {"context": [0, 2, 4], "target": [7, 9]},  # past the end of the 6-frame scene
+            }
+        )
+    )
+    index = EvaluationIndex.load(path)
+    assert index.fewest_context_views == ("b", 2)
+    keys = index.report_missing(reader.keys())
+    with pytest.raises(SceneError, match=r"does not fit 1 of the 3 scenes(.|\n)*'c' for frames \[7, 9\]"):
+        checked_keys(index, reader, keys, strict=True)  # a benchmark covers the whole index or nothing
+    with caplog.at_level(logging.WARNING):
+        assert checked_keys(index, reader, keys, strict=False) == ["a", "b"]
+    assert "leaving scene 'c' out of evaluation" in caplog.text
+
+    path.write_text(json.dumps({"c": {"context": [0, 9], "target": [1]}}))
+    with pytest.raises(SceneError, match="does not fit 1 of the 1 scenes"):
+        checked_keys(EvaluationIndex.load(path), reader, ["c"], strict=False)  # nothing left to score
+
+    path.write_text(json.dumps({"x": {"context": [0, 1], "target": [2]}, "y": None}))
+    with pytest.raises(
+        SceneError, match=r"none of the 1 scenes of evaluation index .*index\.json \(e\.g\. x\)"
+    ):
+        EvaluationIndex.load(path).report_missing(reader.keys())
+    path.write_text(json.dumps({"y": None}))
+    with pytest.raises(SceneError, match="names no scene"):
+        EvaluationIndex.load(path)
+
+
+def test_first_usable_scene_skips_bad_ones_and_names_why_none_fits(tmp_path, caplog):
+    root = write_dataset(tmp_path, {"a": 3, "b": 12, "c": 12})  # "a": too short even at step 0
+    poison_pose(root, "b")
+    dataset = MultiSceneDataset(
+        open_dataset(root, "train"), small_sampler(), ExampleOptions(image_shape=(8, 8))
+    )
+    with caplog.at_level(logging.WARNING):
+        assert dataset.first_usable_scene() == "c"
+    assert "'a'" in caplog.text and "'b'" in caplog.text
+    assert {dataset[i]["scene"] for i in range(3)} == {"c"}  # the probe's findings carry into training
+
+    sampler = small_sampler(num_context=14, num_target=2)  # 14 context views: no scene is long enough
+    dataset = MultiSceneDataset(open_dataset(root, "train"), sampler, ExampleOptions(image_shape=(8, 8)))
+    with pytest.raises(
+        SceneError, match=r"none of the 3 training scenes gives a training example with 14 context"
+    ):
+        dataset.first_usable_scene()
 
 
 def test_shards_are_disjoint_contiguous_and_cover_everything(tmp_path):

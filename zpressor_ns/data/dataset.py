@@ -186,6 +186,34 @@ class MultiSceneDataset(Dataset):
             key = usable[int(torch.randint(len(usable), (), generator=rng))]
         raise SceneError(f"none of the {len(self._keys)} training scenes is usable (see the warnings above)")
 
+    def first_usable_scene(self) -> str:
+        """The first training scene (in key order) that gives an example at the current step.
+
+        Run at start-up, so options no scene can satisfy (more context views than any scene has
+        frames) are one error before training instead of a failure in a worker. Scenes that fail
+        are skipped with a warning, as in training.
+        """
+        if not self.training:
+            raise ValueError("first_usable_scene applies to training datasets")
+        rng = torch.Generator().manual_seed(self._item_seed(0))
+        reasons = []
+        for key in self._keys:
+            if key in self._bad_keys:
+                continue
+            try:
+                self._training_example(key, rng)
+                return key
+            except SceneError as error:
+                self._bad_keys.add(key)
+                reasons.append(str(error))
+                logger.warning("skipping scene %r in training: %s", key, error)
+        raise SceneError(
+            f"none of the {len(self._keys)} training scenes gives a training example with "
+            f"{self.num_context} context and {self.num_target} target views, e.g.:\n  "
+            + "\n  ".join(reasons[:3])
+            + "\nLower the view counts or fix the data"
+        )
+
     def _item_seed(self, index: int) -> int:
         state = np.random.SeedSequence([self.seed, self.step.value, index]).generate_state(1, np.uint64)
         return int(state[0]) >> 1  # torch seeds are signed 64-bit
