@@ -155,6 +155,25 @@ def test_legacy_torch_format_chunk_and_missing_index_json(tmp_path):
     assert reader.scene("old").load_images([2]).shape == (1, 3, 18, 32)
 
 
+def test_scanning_chunks_leaves_out_a_damaged_one_and_an_empty_split_is_refused(tmp_path, caplog):
+    split_dir = tmp_path / "train"
+    split_dir.mkdir()
+    torch.save([chunk_scene("kept", trajectory(3))], split_dir / "000000.torch")
+    (split_dir / "000001.torch").write_bytes(b"PK\x03\x04 truncated download")
+    with caplog.at_level(logging.WARNING):
+        reader = open_dataset(tmp_path, "train")
+    assert reader.keys() == ["kept"] and "000001.torch" in caplog.text
+
+    (split_dir / "000000.torch").unlink()
+    with pytest.raises(
+        SceneError, match=r"no scenes in .*train: index\.json is empty or no chunk could be read"
+    ):
+        open_dataset(tmp_path, "train")
+    (split_dir / "index.json").write_text("{}")
+    with pytest.raises(SceneError, match="no scenes in"):
+        open_dataset(tmp_path, "train")
+
+
 def test_dl3dv_chunks_strip_prefix_and_merge_subsets(tmp_path):
     write_split(tmp_path / "1K" / "train", {"000000.torch": [chunk_scene("dl3dv_abc", trajectory(5))]})
     write_split(tmp_path / "2K" / "train", {"000000.torch": [chunk_scene("dl3dv_def", trajectory(5))]})

@@ -96,10 +96,16 @@ def _index_by_scanning(split_dir: Path) -> dict[str, ChunkEntry]:
     )
     index = {}
     for chunk_path in sorted(split_dir.glob("*.torch")):
-        for item in load_chunk(chunk_path):
+        try:
+            items = load_chunk(chunk_path)
+        except SceneError as error:  # one damaged chunk loses its own scenes, not the dataset
+            logger.warning("leaving out the scenes of a chunk that cannot be indexed: %s", error)
+            continue
+        for item in items:
             key = item.get("key")
             if not isinstance(key, str):
-                raise SceneError(f"chunk {chunk_path} holds a scene without a string 'key'")
+                logger.warning("chunk %s holds a scene without a string 'key'; it is left out", chunk_path)
+                continue
             index[key] = ChunkEntry(chunk_path, key, None)
     return index
 
@@ -153,6 +159,11 @@ class ChunkReader:
                         f"{entry.chunk.parent}; read one split at a time (pass split=...)"
                     )
                 self._entries[key] = entry
+        if not self._entries:
+            raise SceneError(
+                f"no scenes in {', '.join(str(d) for d in split_dirs)}: index.json is empty or no chunk "
+                "could be read; re-download the chunks or regenerate index.json"
+            )
         # Grouped by chunk file, so walking the keys in order opens every chunk once.
         self._keys = sorted(self._entries, key=lambda k: (str(self._entries[k].chunk), k))
         self._cache: OrderedDict[Path, dict[str, dict]] = OrderedDict()
