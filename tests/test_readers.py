@@ -535,6 +535,13 @@ def test_fisheye_is_refused(tmp_path):
         open_dataset(tmp_path).scene("fish")
 
 
+def test_an_empty_split_is_named(tmp_path):
+    write_split(tmp_path / "test", {"000000.torch": [chunk_scene("t", trajectory(3))]})
+    (tmp_path / "train").mkdir()
+    with pytest.raises(LayoutError, match=r"split 'train' of .* holds no scenes.*re10k layout otherwise"):
+        open_dataset(tmp_path, "train")
+
+
 def test_unrecognised_folder_lists_what_was_looked_for(tmp_path):
     (tmp_path / "random").mkdir()
     with pytest.raises(

@@ -95,6 +95,16 @@ def detect_layout(path: Path, split: str | None = None) -> str:
         return "dl3dv"
     if find_nerfstudio_scenes(path, split):
         return "nerfstudio"
+    if split is not None:
+        try:
+            other = detect_layout(path)
+        except LayoutError:
+            pass
+        else:
+            raise LayoutError(
+                f"split {split!r} of {path} holds no scenes, though the data is in the {other} layout "
+                f"otherwise; put the {split} scenes in {path / split}"
+            )
     raise LayoutError(f"no dataset layout recognised in {path}; looked for:\n{_LOOKED_FOR}")
 
 
