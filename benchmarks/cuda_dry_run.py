@@ -22,7 +22,7 @@ internally. Four things are simulated, and only inside the dry run:
   (finite camera centres); fake tensors have no values to check.
 - cuDNN is off, so ``grid_sample`` dispatches to the kernel that fake tensors support.
 
-Every row also carries the analytic peak of ``zpressor_ns/backbones/memory_budget.py`` (the model behind
+Every row also carries the analytic peak of ``zpressor_ns/encoders/depthsplat/memory_budget.py`` (the model behind
 ``num_anchors="auto"``) for comparison.
 """
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -41,8 +42,8 @@ from common import markdown_table, write_json
 from efficiency import ISSUE_VIEWS, METHODS, parse_size, runnable_size, synthetic_inputs
 
 from zpressor_ns import attention
-from zpressor_ns.backbones import build_encoder, required_multiple
-from zpressor_ns.backbones.memory_budget import ACTIVATION_SLACK, estimate_memory
+from zpressor_ns.encoders import build_encoder, required_multiple
+from zpressor_ns.encoders.depthsplat.memory_budget import ACTIVATION_SLACK, estimate_memory
 
 GB = 1e9
 CUDA = torch.device("cuda", 0)  # the device the tracker files fake CUDA storages under
@@ -170,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for method in args.methods:
         for requested in args.resolutions:
-            height, width = runnable_size(*requested, required_multiple(args.preset))
+            height, width = runnable_size(
+                *requested, math.lcm(*(required_multiple(m, args.preset) for m in args.methods))
+            )
             for views in sorted(args.views):
                 rows.append(dry_run(method, views, height, width, args.preset))
                 print(

@@ -49,7 +49,7 @@ from common import (
 from jaxtyping import Float
 from torch import Tensor
 
-from zpressor_ns.backbones import build_encoder, encoder_config, required_multiple
+from zpressor_ns.encoders import build_encoder, encoder_config, required_multiple
 from zpressor_ns.gaussians import Gaussians
 from zpressor_ns.pretrained import load_pretrained
 from zpressor_ns.render import render_gaussians
@@ -596,7 +596,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if min(views) < 2:
         raise SystemExit("--views: DepthSplat needs at least 2 context views")
     resolutions = args.resolutions or (TINY_RESOLUTIONS if args.tiny else ISSUE_RESOLUTIONS)
-    settings = sweep_settings(args.methods, views, resolutions, required_multiple(options.preset))
+    settings = sweep_settings(
+        args.methods,
+        views,
+        resolutions,
+        math.lcm(*(required_multiple(m, options.preset) for m in args.methods)),
+    )
     device = probe_device(options.device)
     out = args.out or default_out(device, args.tiny)
     previous = json.loads(out.read_text()) if args.resume and out.is_file() else []

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from view_trend_study import mean_and_se
 
-from zpressor_ns.paper_reference import DL3DV_TABLE_1
+from zpressor_ns.paper_reference import paper_tables
 
 
 def load_run(path: Path) -> dict:
@@ -84,10 +84,9 @@ def markdown(summary: dict) -> str:
 
 def paper_gap() -> list[tuple[int, float]]:
     """The paper's full-scale PSNR gap (Table 1, DL3DV) per view count."""
-    views = sorted({v for _, v in DL3DV_TABLE_1})
-    return [
-        (v, DL3DV_TABLE_1[("zpressor-depthsplat", v)][0] - DL3DV_TABLE_1[("depthsplat", v)][0]) for v in views
-    ]
+    table = paper_tables("depthsplat")[0].scores
+    views = sorted({v for _, v in table})
+    return [(v, table[("zpressor-depthsplat", v)][0] - table[("depthsplat", v)][0]) for v in views]
 
 
 def plot(runs: Sequence[dict], summary: dict, path: Path) -> None:

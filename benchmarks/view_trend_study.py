@@ -11,7 +11,7 @@ about 8x slower; see docs/BENCHMARKS.md.)
 2. trains ``depthsplat-small`` and ``zpressor-depthsplat-small`` with the same budget: the same steps,
    seed, data, recipe and 6 context views (ZPressor compresses them to its 3 anchors), each in a fresh
    process so that one run's writers, random state and memory cannot touch the other's;
-3. scores both at every view count with the sweep (``zpressor_ns.sweep``, as ``ns-eval`` scores), with
+3. scores both at every view count with the sweep (``zpressor_ns.nerfstudio.sweep``, as ``ns-eval`` scores), with
    ZPressor keeping its 3 anchors at every count;
 4. writes ``<results>.json`` (rows, per-scene scores, paired gaps, settings, timings, commands) and
    ``<results>.png``, and prints the table.
@@ -40,7 +40,7 @@ import torch
 from common import environment, resolve_device, write_json
 
 from zpressor_ns.data.synthetic import SYNTHETIC_FAR, SYNTHETIC_NEAR, SyntheticConfig, make_synthetic
-from zpressor_ns.sweep import (
+from zpressor_ns.nerfstudio.sweep import (
     METRICS,
     SweepRow,
     find_index_file,
@@ -153,7 +153,7 @@ def recipe_facts() -> dict[str, int]:
     """Context views the methods train with, and ZPressor's anchors, as registered."""
     from nerfstudio.configs.method_configs import all_methods
 
-    from zpressor_ns.backbones import encoder_config
+    from zpressor_ns.encoders import encoder_config
 
     pipeline = all_methods[ZPRESSOR].pipeline
     anchors = (

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zpressor_ns.backbones import encoder_config
+from zpressor_ns.encoders import encoder_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPT = BENCHMARKS / "efficiency.py"

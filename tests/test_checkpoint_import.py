@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from zpressor_ns.backbones import build_encoder
-from zpressor_ns.checkpoints import import_official
 from zpressor_ns.commands import describe, import_checkpoint
+from zpressor_ns.encoders import build_encoder, import_official
 from zpressor_ns.pretrained import load_pretrained
 
 REF = Path(__file__).resolve().parents[1] / ".ref"

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from zpressor_ns.backbones import build_encoder, encoder_config, required_multiple
+from zpressor_ns.encoders import build_encoder, encoder_config, required_multiple
 
 H, W = 64, 64
 
@@ -66,11 +66,13 @@ def test_paper_configuration_has_the_original_parameter_counts() -> None:
 
 def test_required_image_multiple() -> None:
     # Depth U-Net (3 levels) on the 1/8 grid -> 8 * 4; Gaussian U-Net (5 levels) at full res -> 16.
-    assert required_multiple("paper") == 32
-    assert required_multiple("small") == 32
+    assert required_multiple("zpressor-depthsplat", "paper") == 32
+    assert required_multiple("zpressor-depthsplat", "small") == 32
     assert encoder_config("depthsplat").use_zpressor is False
-    with pytest.raises(ValueError, match="unknown encoder method"):
-        build_encoder("mvsplat")
+    with pytest.raises(
+        ValueError, match=r"unknown method 'gaussian-splatter'; choose one of \[.*'depthsplat'"
+    ):
+        build_encoder("gaussian-splatter")
 
 
 def test_training_outputs_follow_the_contract(zp_encoder) -> None:
@@ -172,7 +174,7 @@ def test_bad_inputs_get_clear_errors(zp_encoder) -> None:
 
 def test_core_import_does_not_need_nerfstudio() -> None:
     code = (
-        "import sys; import zpressor_ns.backbones, zpressor_ns.gaussian_adapter; "
+        "import sys; import zpressor_ns.encoders, zpressor_ns.gaussian_adapter; "
         "print('nerfstudio' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

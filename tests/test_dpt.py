@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zpressor_ns.backbones.dpt import DPT_PRESETS, DPTHead
+from zpressor_ns.blocks.dpt import DPT_PRESETS, DPTHead
 
 REF = Path(__file__).resolve().parents[1] / ".ref"
 OFFICIAL_PREFIX = "encoder.depth_predictor.upsampler."

@@ -148,7 +148,7 @@ def test_viewer_frustums_set_anchors_apart_from_supports():
     import viser.transforms as vtf
     from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
 
-    from zpressor_ns.viewer_cameras import ANCHOR_COLOUR, SUPPORT_COLOUR, draw_context_cameras
+    from zpressor_ns.nerfstudio.viewer_cameras import ANCHOR_COLOUR, SUPPORT_COLOUR, draw_context_cameras
 
     class Handle:
         def __init__(self, **kwargs):
@@ -238,8 +238,8 @@ def test_loading_a_checkpoint_of_another_method_is_refused(
 def test_model_starts_from_given_weights_and_refuses_mismatched_ones(tmp_path):
     from nerfstudio.data.scene_box import SceneBox
 
-    from zpressor_ns.backbones import build_encoder
-    from zpressor_ns.model import FeedForwardModelConfig
+    from zpressor_ns.encoders import build_encoder
+    from zpressor_ns.nerfstudio.model import FeedForwardModelConfig
 
     torch.manual_seed(3)
     source = build_encoder("zpressor-depthsplat", "small")
@@ -265,7 +265,7 @@ def test_model_sets_tf32_matmuls_only_for_cuda(device, tf32, expected):
     """The original trains and evaluates fp32 with TF32 matmuls on the GPU; CPU math stays exact."""
     from nerfstudio.data.scene_box import SceneBox
 
-    from zpressor_ns.model import FeedForwardModelConfig
+    from zpressor_ns.nerfstudio.model import FeedForwardModelConfig
 
     box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
     before = torch.get_float32_matmul_precision()

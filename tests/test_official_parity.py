@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zpressor_ns.backbones import build_encoder
-from zpressor_ns.checkpoints import import_official
+from zpressor_ns.encoders import build_encoder, import_official
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".ref" / "fixtures"
 

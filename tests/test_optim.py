@@ -9,7 +9,12 @@ pytest.importorskip(
     "nerfstudio", reason="drives Nerfstudio, which the core does not need (the GPU machine has none)"
 )
 
-from zpressor_ns.optim import ClippedAdamW, OneCycleSchedulerConfig, SplitLRAdamWConfig, one_cycle_factor  # noqa: E402
+from zpressor_ns.nerfstudio.optim import (  # noqa: E402
+    ClippedAdamW,
+    OneCycleSchedulerConfig,
+    SplitLRAdamWConfig,
+    one_cycle_factor,
+)
 
 
 @pytest.mark.parametrize("total", [1010, 110])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from zpressor_ns.nerfstudio.sweep import SweepRow, markdown_table, plot_rows
 from zpressor_ns.paper_reference import paper_score
-from zpressor_ns.sweep import SweepRow, markdown_table, plot_rows
 
 INDEX = "assets/dl3dv_evaluation/dl3dv_ctx_{}v_tgt_8v_n50.json"
 

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from zpressor_ns.data.synthetic import SYNTHETIC_FAR, SYNTHETIC_NEAR
-from zpressor_ns.datamanager import UserError
+from zpressor_ns.nerfstudio.datamanager import UserError
 
 METHOD = "zpressor-depthsplat-small"  # 6 context views, 3 anchors, 4 targets
 INDEX_NAME = "re10k_ctx_6v_tgt_8v_n40.json"

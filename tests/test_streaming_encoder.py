@@ -11,16 +11,16 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from zpressor_ns.backbones import build_encoder, encoder_config
-from zpressor_ns.backbones.depthsplat import DepthSplatEncoder
-from zpressor_ns.backbones.memory_budget import (
-    BYTES_PER_GB,
+from zpressor_ns.blocks.position import add_window_position
+from zpressor_ns.encoders import build_encoder, encoder_config
+from zpressor_ns.encoders.depthsplat.encoder import DepthSplatEncoder
+from zpressor_ns.encoders.depthsplat.memory_budget import (
     anchor_phase_values,
     anchors_for_budget,
     cnn_chunk_values,
     estimate_memory,
 )
-from zpressor_ns.backbones.position import add_window_position
+from zpressor_ns.encoders.memory import BYTES_PER_GB
 
 H, W = 64, 64
 OUTPUTS = ("means", "covariances", "harmonics", "opacities", "depths", "latent")
@@ -311,7 +311,7 @@ def test_auto_anchors_follow_the_budget(zp_encoder, base_encoder) -> None:
     assert out.anchors.shape == (1, 4)
     with pytest.raises(ValueError, match="set memory_budget_gb"):
         zp_encoder(*inputs, num_anchors="auto")
-    with pytest.raises(ValueError, match="only applies to the ZPressor encoder"):
+    with pytest.raises(ValueError, match="only applies to encoders with ZPressor"):
         base_encoder(*inputs, num_anchors="auto")
 
 
@@ -331,3 +331,20 @@ def test_zpressor_reuses_a_clustering_chosen_from_the_cameras(zp_encoder) -> Non
     assert torch.equal(given.features, chosen.features)
     with pytest.raises(ValueError, match="clustering must be anchors"):
         module(features, c2w, 4, clustering=clustering)
+
+
+def test_pose_free_clustering_runs_the_stage_on_feature_tokens(zp_encoder) -> None:
+    """clustering='kmeans' (pose-free) clusters the views by their mean ZPressor input and fuses into the
+    member closest to each centre; with the cameras' order scrambled the anchors follow the images."""
+    from zpressor_ns.encoders import ZPressorOptions
+
+    images, c2w, k, near, far = scene(6, seed=3)
+    encoder = variant(zp_encoder, zpressor=ZPressorOptions(clustering="kmeans")).eval()
+    with torch.no_grad():
+        out = encoder(images, c2w, k, near, far, num_anchors=3)
+        tokens = encoder._view_features(images)[-1].flatten(3).mean(-1)
+        expected_anchors, expected_clusters = encoder.zpressor.cluster(None, 3, tokens=tokens)
+        scrambled = encoder(images, c2w.flip(1), k, near, far, num_anchors=3)
+    assert torch.equal(out.anchors, expected_anchors) and torch.equal(out.clusters, expected_clusters)
+    assert torch.equal(scrambled.anchors, out.anchors)  # chosen from the images, not the poses
+    assert out.means.shape == (1, 3 * H * W, 3) and torch.isfinite(out.means).all()

@@ -13,8 +13,8 @@ pytest.importorskip(
 )
 
 from zpressor_ns.commands import sweep as sweep_command  # noqa: E402
-from zpressor_ns.model import FeedForwardSplatModel  # noqa: E402
-from zpressor_ns.sweep import SweepRow, markdown_table  # noqa: E402
+from zpressor_ns.nerfstudio.model import FeedForwardSplatModel  # noqa: E402
+from zpressor_ns.nerfstudio.sweep import SweepRow, markdown_table  # noqa: E402
 
 
 def test_sweep_reports_oom_rows_and_keeps_going(trained_run, tmp_path, monkeypatch):

@@ -1,15 +1,21 @@
-"""The small preset learns: fitting one synthetic scene drives the training loss well below its start."""
+"""The small preset learns: fitting one synthetic scene drives the training loss well below its start.
+
+It trains with the product's recipe (AdamW with the global gradient norm clipped at 0.5, as the method
+configs), at a learning rate and a step count where the loss falls to about a fifth of its start on the
+machines tried; the assertion asks for half, a margin that rounding differences between CPUs cannot eat.
+Without clipping, Adam at 2e-3 spiked at steps 18-22 on some machines and the test failed there.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from zpressor_ns import losses
-from zpressor_ns.backbones import build_encoder
 from zpressor_ns.data.dataset import ExampleOptions, MultiSceneDataset
 from zpressor_ns.data.eval_index import EvaluationIndex, IndexEntry
 from zpressor_ns.data.readers import open_dataset
 from zpressor_ns.data.synthetic import SYNTHETIC_FAR, SYNTHETIC_NEAR
+from zpressor_ns.encoders import build_encoder
 from zpressor_ns.render import render_gaussians
 
 
@@ -25,9 +31,9 @@ def test_small_zpressor_depthsplat_overfits_one_scene(synthetic_root):
 
     encoder = build_encoder("zpressor-depthsplat", "small")
     encoder.train()
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=2e-3)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=5e-4, weight_decay=0.0)
     history = []
-    for _ in range(25):
+    for _ in range(30):
         out = encoder(
             context["image"], context["c2w"], context["K"], context["near"], context["far"], num_anchors=2
         )
@@ -35,6 +41,7 @@ def test_small_zpressor_depthsplat_overfits_one_scene(synthetic_root):
         loss = losses.mse_loss(rendered.color, target["image"])
         optimizer.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(encoder.parameters(), 0.5)
         optimizer.step()
         history.append(loss.item())
     start, end = sum(history[:3]) / 3, sum(history[-3:]) / 3

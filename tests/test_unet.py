@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zpressor_ns.backbones.unet import UNET_PRESETS, CrossViewAttention, ResidualBlock, UNet, UNetConfig
+from zpressor_ns.blocks.unet import UNET_PRESETS, CrossViewAttention, ResidualBlock, UNet, UNetConfig
 
 REF = Path(__file__).resolve().parents[1] / ".ref"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zpressor_ns.backbones.vit import VIT_PRESETS, VisionTransformer, ViTConfig, build_vit
+from zpressor_ns.blocks.vit import VIT_PRESETS, VisionTransformer, ViTConfig, build_vit
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".ref" / "fixtures"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -103,75 +104,53 @@ def import_official_zpressor(state_dict: dict[str, Tensor], prefix: str) -> dict
 
 
 # ---------------------------------------------------------------------------------------------------
-# The whole DepthSplat(+ZPressor) encoder
+# A whole encoder
 
-_OFFICIAL_ENCODER_PREFIX = "encoder."
-_OFFICIAL_ZPRESSOR_PREFIX = "depth_predictor.zipmatch."
-# Original module path (after ``encoder.``) -> this project's ``DepthSplatEncoder`` path. Inside each
-# module the names already agree (CNN, transformer, ViT hub names, U-Net, DPT).
-_OFFICIAL_ENCODER_PREFIXES = (
-    ("depth_predictor.backbone.", "cnn."),
-    ("depth_predictor.transformer.", "transformer."),
-    ("depth_predictor.pretrained.", "vit."),
-    ("depth_predictor.regressor.0.0.", "depth_regressor.proj_in."),
-    ("depth_predictor.regressor.0.1.", "depth_regressor.norm."),
-    ("depth_predictor.regressor.0.3.", "depth_regressor.unet."),
-    ("depth_predictor.regressor.0.4.", "depth_regressor.proj_out."),
-    ("depth_predictor.regressor_residual.0.", "depth_regressor_residual."),
-    ("depth_predictor.depth_head.0.", "depth_head."),
-    ("depth_predictor.upsampler.", "dpt."),
-    ("feature_upsampler.upsampler.0.", "feature_upsampler."),
-    ("gaussian_regressor.0.", "gaussian_regressor.proj_in."),
-    ("gaussian_regressor.1.", "gaussian_regressor.norm."),
-    ("gaussian_regressor.3.", "gaussian_regressor.unet."),
-    ("gaussian_regressor.4.", "gaussian_regressor.proj_out."),
-    ("gaussian_head.", "gaussian_head."),
-)
+OFFICIAL_ENCODER_PREFIX = "encoder."
 
 
-def _rename_encoder_key(key: str) -> str | None:
-    for original, ours in _OFFICIAL_ENCODER_PREFIXES:
-        if key.startswith(original):
-            return ours + key[len(original) :]
-    return None
+def import_official_encoder(
+    state_dict: dict[str, Tensor],
+    *,
+    family: str,
+    use_zpressor: bool,
+    zpressor_prefix: str,
+    module_prefixes: Sequence[tuple[str, str]],
+) -> dict[str, Tensor]:
+    """An original Lightning ``state_dict`` (keys ``encoder.*``) renamed for one of this project's encoders.
 
-
-def import_official(state_dict: dict[str, Tensor], method: str) -> dict[str, Tensor]:
-    """An original DepthSplat/ZPressor Lightning ``state_dict`` (keys ``encoder.*``) renamed for
-    ``build_encoder(method)``, loadable with ``strict=True``.
-
-    ``method`` is "zpressor-depthsplat" or "depthsplat" and must agree with the file (ZPressor weights
-    present or not). Every key must be understood; anything else raises ValueError naming the keys.
-    Shapes are checked by ``load_state_dict``.
+    ``zpressor_prefix`` is where the family's original keeps ZPressor (after ``encoder.``);
+    ``module_prefixes`` maps the original's module paths (after ``encoder.``) onto this project's, in order
+    (the first match wins). The file must agree with ``use_zpressor``, and every key must find a place:
+    anything else raises ValueError naming the keys. Shapes are checked by ``load_state_dict``.
     """
-    if method not in ("zpressor-depthsplat", "depthsplat"):
-        raise ValueError(
-            f"import_official: unknown method {method!r}; use 'zpressor-depthsplat' or 'depthsplat'"
-        )
-    outside = [key for key in state_dict if not key.startswith(_OFFICIAL_ENCODER_PREFIX)]
+    method = f"zpressor-{family}" if use_zpressor else family
+    outside = [key for key in state_dict if not key.startswith(OFFICIAL_ENCODER_PREFIX)]
     if outside:
         raise ValueError(
-            f"not an official DepthSplat checkpoint: keys outside 'encoder.', e.g. {outside[:5]} "
-            "(Depth Anything V2 and GMFlow initialisation files go through zpressor_ns.pretrained)"
+            f"not an official {family} checkpoint: keys outside 'encoder.', e.g. {outside[:5]} "
+            "(initialisation files such as Depth Anything V2, GMFlow or DINO go through zpressor_ns.pretrained)"
         )
-    encoder = {key[len(_OFFICIAL_ENCODER_PREFIX) :]: tensor for key, tensor in state_dict.items()}
-    has_zpressor = any(key.startswith(_OFFICIAL_ZPRESSOR_PREFIX) for key in encoder)
-    if has_zpressor != (method == "zpressor-depthsplat"):
+    encoder = {key[len(OFFICIAL_ENCODER_PREFIX) :]: tensor for key, tensor in state_dict.items()}
+    has_zpressor = any(key.startswith(zpressor_prefix) for key in encoder)
+    if has_zpressor != use_zpressor:
         found = "has" if has_zpressor else "has no"
-        other = "zpressor-depthsplat" if has_zpressor else "depthsplat"
+        other = f"zpressor-{family}" if has_zpressor else family
         raise ValueError(f"the checkpoint {found} ZPressor weights but method is {method!r}; use {other!r}")
 
     converted: dict[str, Tensor] = {}
     if has_zpressor:
-        zpressor = import_official_zpressor(encoder, _OFFICIAL_ZPRESSOR_PREFIX)
+        zpressor = import_official_zpressor(encoder, zpressor_prefix)
         converted.update({f"zpressor.{key}": tensor for key, tensor in zpressor.items()})
     unknown = []
     for key, tensor in encoder.items():
-        if key.startswith(_OFFICIAL_ZPRESSOR_PREFIX):
+        if key.startswith(zpressor_prefix):
             continue
-        ours = _rename_encoder_key(key)
+        ours = next(
+            (mine + key[len(theirs) :] for theirs, mine in module_prefixes if key.startswith(theirs)), None
+        )
         if ours is None:
-            unknown.append(_OFFICIAL_ENCODER_PREFIX + key)
+            unknown.append(OFFICIAL_ENCODER_PREFIX + key)
         else:
             converted[ours] = tensor
     if unknown:
@@ -180,5 +159,7 @@ def import_official(state_dict: dict[str, Tensor], method: str) -> dict[str, Ten
             if any(".dinov2." in k for k in unknown)
             else ""
         )
-        raise ValueError(f"{len(unknown)} checkpoint keys have no place in the encoder{hint}: {unknown[:5]}")
+        raise ValueError(
+            f"{len(unknown)} checkpoint keys have no place in the {method} encoder{hint}: {unknown[:5]}"
+        )
     return converted

@@ -1,16 +1,13 @@
-"""Weights for the DepthSplat encoder from local files: published checkpoints and DepthSplat's initialisation.
+"""Weights for any family's encoder from local files: published checkpoints and the original's init files.
 
-Four kinds of file are understood (``kind="auto"`` tells them apart by their keys):
-- ``official``: a published ZPressor/DepthSplat Lightning checkpoint (``encoder.*`` keys), the whole model;
-- ``depth_anything``: Depth Anything V2 (``pretrained.*`` = its fine-tuned DINOv2, ``depth_head.*``), which
-  DepthSplat uses to initialise its ViT;
-- ``gmflow``: UniMatch's GMFlow weights (``{"model": ...}`` with ``backbone.*``, ``transformer.*``), which
-  initialise the CNN and the multi-view transformer;
-- ``converted``: a file written by ``zpressor-ns import-checkpoint`` (this project's names).
+Three kinds of file are understood for every family (``kind="auto"`` tells them apart by their keys):
+- ``official``: a published ZPressor checkpoint of the family (Lightning, ``encoder.*`` keys), the whole model;
+- ``converted``: a file written by ``zpressor-ns import-checkpoint`` (this project's names);
+- the family's initialisation files (``EncoderFamily.init_weights``), e.g. Depth Anything V2 and GMFlow for
+  DepthSplat, which the original loads into part of the encoder before training.
 
-Keys that the original also leaves unused (Depth Anything's own DPT head and mask token, GMFlow's flow
-upsampler and propagation layers) are reported as ignored; any other key that finds no place is an error,
-so a wrong file never loads silently. Files are read with ``weights_only=True`` (no code runs).
+Keys that the original also leaves unused are reported as ignored; any other key that finds no place is an
+error, so a wrong file never loads silently. Files are read with ``weights_only=True`` (no code runs).
 """
 
 from __future__ import annotations
@@ -18,39 +15,15 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from zpressor_ns.checkpoints import import_official, load_state_dict_file
+from zpressor_ns.checkpoints import OFFICIAL_ENCODER_PREFIX, load_state_dict_file
+from zpressor_ns.encoders.base import EncoderConfig, FeedForwardEncoder
+from zpressor_ns.encoders.registry import EncoderFamily, family_of
 
-Kind = Literal["auto", "official", "depth_anything", "gmflow", "converted"]
-KINDS: tuple[str, ...] = ("official", "depth_anything", "gmflow", "converted")
-
-# kind -> (file prefix -> our prefix) for the initialisation files.
-_INIT_PREFIXES = {
-    "depth_anything": (("pretrained.", "vit."),),
-    "gmflow": (("backbone.", "cnn."), ("transformer.", "transformer.")),
-}
-# Keys the original DepthSplat does not load either (no counterpart in its encoder).
-_IGNORED_PREFIXES = {
-    "depth_anything": ("depth_head.", "pretrained.mask_token"),
-    "gmflow": ("upsampler.", "feature_flow_attn."),
-}
-_CONVERTED_MODULES = (
-    "cnn.",
-    "zpressor.",
-    "transformer.",
-    "vit.",
-    "depth_regressor.",
-    "depth_regressor_residual.",
-    "depth_head.",
-    "dpt.",
-    "feature_upsampler.",
-    "gaussian_regressor.",
-    "gaussian_head.",
-)
+WHOLE_MODEL_KINDS = ("official", "converted")
 
 
 @dataclass
@@ -68,6 +41,10 @@ class Conversion:
         """Every key of the file was used or knowingly ignored."""
         return not self.unused
 
+    @property
+    def whole_model(self) -> bool:
+        return self.kind in WHOLE_MODEL_KINDS
+
     def summary(self) -> str:
         lines = [
             f"kind: {self.kind}",
@@ -80,8 +57,13 @@ class Conversion:
         return "\n".join(lines)
 
 
-def read_weights_file(path: str | Path) -> dict[str, Tensor]:
-    """The tensors of a checkpoint; also unwraps UniMatch/GMFlow's ``{"model": state_dict}`` files."""
+def kinds(family: EncoderFamily) -> tuple[str, ...]:
+    """The kinds of weights file a family understands."""
+    return (*WHOLE_MODEL_KINDS, *(init.kind for init in family.init_weights))
+
+
+def read_weights_file(path: str | Path, family: EncoderFamily | None = None) -> dict[str, Tensor]:
+    """The tensors of a checkpoint; also unwraps init files stored as ``{wrapper_key: state_dict}``."""
     try:
         return load_state_dict_file(path)
     except ValueError as error:
@@ -89,56 +71,66 @@ def read_weights_file(path: str | Path) -> dict[str, Tensor]:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError):
             raise error from None
-        model = payload.get("model") if isinstance(payload, dict) else None
-        if isinstance(model, dict) and model and all(isinstance(v, Tensor) for v in model.values()):
-            return dict(model)
+        wrappers = {init.wrapper_key for init in (family.init_weights if family else ()) if init.wrapper_key}
+        for key in sorted(wrappers) or ["model"]:
+            inner = payload.get(key) if isinstance(payload, dict) else None
+            if isinstance(inner, dict) and inner and all(isinstance(v, Tensor) for v in inner.values()):
+                return dict(inner)
         raise
 
 
-def detect_kind(state_dict: dict[str, Tensor]) -> str:
-    """Which of :data:`KINDS` a state dict is, from its key names."""
+def detect_kind(
+    state_dict: dict[str, Tensor], family: EncoderFamily, encoder_state: dict[str, Tensor]
+) -> str:
+    """Which of :func:`kinds` a state dict is, from its key names."""
     keys = list(state_dict)
-    if any(key.startswith("encoder.") for key in keys):
+    if any(key.startswith(OFFICIAL_ENCODER_PREFIX) for key in keys):
         return "official"
-    if all(key.startswith(_CONVERTED_MODULES) for key in keys) and any(
-        key.startswith(("depth_regressor.", "gaussian_head.", "dpt.")) for key in keys
-    ):
+    if all(key in encoder_state for key in keys):
         return "converted"
-    if any(key.startswith(("pretrained.", "depth_head.")) for key in keys):
-        return "depth_anything"
-    if any(key.startswith(("backbone.", "transformer.", "feature_flow_attn.")) for key in keys):
-        return "gmflow"
+    for init in family.init_weights:
+        if any(key.startswith(init.detect) for key in keys):
+            return init.kind
+    expected = ", ".join(
+        [f"an official {family.title} ZPressor checkpoint", "a converted file"]
+        + [init.description for init in family.init_weights]
+    )
     raise ValueError(
-        f"cannot tell what kind of weights file this is (keys start with {keys[:3]}); expected an official "
-        "ZPressor/DepthSplat checkpoint, Depth Anything V2 weights, GMFlow weights or a converted file"
+        f"cannot tell what kind of weights file this is (keys start with {keys[:3]}); expected {expected}"
     )
 
 
 def convert_weights(
-    state_dict: dict[str, Tensor], encoder_state: dict[str, Tensor], method: str, kind: str = "auto"
+    state_dict: dict[str, Tensor],
+    encoder_state: dict[str, Tensor],
+    method: str,
+    kind: str = "auto",
+    config: EncoderConfig | None = None,
 ) -> Conversion:
-    """Rename ``state_dict`` for an encoder whose own state dict is ``encoder_state`` (shapes are checked)."""
-    kind = detect_kind(state_dict) if kind == "auto" else kind
-    if kind not in KINDS:
-        raise ValueError(f"unknown weights kind {kind!r}; choose one of {list(KINDS)} or 'auto'")
+    """Rename ``state_dict`` for ``method``'s encoder whose own state dict is ``encoder_state`` (shapes checked).
+
+    ``config`` is the encoder's configuration (default: the paper preset's), which sizes an official import.
+    """
+    family, use_zpressor = family_of(method)
+    kind = detect_kind(state_dict, family, encoder_state) if kind == "auto" else kind
+    if kind not in kinds(family):
+        raise ValueError(
+            f"unknown weights kind {kind!r} for {family.title}; choose one of {list(kinds(family))} or 'auto'"
+        )
     ignored: list[str] = []
     unused: list[str] = []
     if kind == "official":
-        renamed = import_official(state_dict, method)
+        renamed = family.import_official(state_dict, config or family.config(use_zpressor))
     elif kind == "converted":
         renamed = dict(state_dict)
     else:
+        init = next(init for init in family.init_weights if init.kind == kind)
         renamed = {}
         for key, tensor in state_dict.items():
             target = next(
-                (
-                    ours + key[len(theirs) :]
-                    for theirs, ours in _INIT_PREFIXES[kind]
-                    if key.startswith(theirs)
-                ),
-                None,
+                (ours + key[len(theirs) :] for theirs, ours in init.renames if key.startswith(theirs)), None
             )
-            if key.startswith(_IGNORED_PREFIXES[kind]):
+            if init.ignored and key.startswith(init.ignored):
                 ignored.append(key)
             elif target is None:
                 unused.append(key)
@@ -155,21 +147,21 @@ def convert_weights(
     return Conversion(kind, fitting, ignored, unused, missing)
 
 
-def load_pretrained(encoder: nn.Module, path: str | Path, kind: Kind = "auto") -> Conversion:
-    """Load a weights file of any :data:`KINDS` into a ``DepthSplatEncoder``; returns the coverage report.
+def load_pretrained(encoder: FeedForwardEncoder, path: str | Path, kind: str = "auto") -> Conversion:
+    """Load a weights file into an encoder of any family; returns the coverage report.
 
-    A whole model (official or converted) must cover every parameter; initialisation files cover their
-    part and leave the rest as initialised. Raises ValueError (naming the file) when any key of the file
-    finds no place, so a wrong or mismatched file never loads partially.
+    A whole model (official or converted) must cover every parameter; initialisation files cover their part
+    and leave the rest as initialised. Raises ValueError (naming the file) when any key of the file finds no
+    place, so a wrong or mismatched file never loads partially.
     """
-    method = "zpressor-depthsplat" if getattr(encoder, "zpressor", None) is not None else "depthsplat"
-    state_dict = read_weights_file(path)
+    method = encoder.method
+    family, _ = family_of(method)
+    state_dict = read_weights_file(path, family)
     try:
-        conversion = convert_weights(state_dict, encoder.state_dict(), method, kind)
+        conversion = convert_weights(state_dict, encoder.state_dict(), method, kind, encoder.config)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from error
-    whole_model = conversion.kind in ("official", "converted")
-    if not conversion.complete or (whole_model and conversion.missing):
+    if not conversion.complete or (conversion.whole_model and conversion.missing):
         raise ValueError(f"{path} does not fit the {method} encoder:\n{conversion.summary()}")
-    encoder.load_state_dict(conversion.tensors, strict=whole_model)
+    encoder.load_state_dict(conversion.tensors, strict=conversion.whole_model)
     return conversion

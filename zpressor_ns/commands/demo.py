@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _index_file(folder: Path, views: int) -> Path:
-    from zpressor_ns.sweep import find_index_file
+    from zpressor_ns.nerfstudio.sweep import find_index_file
 
     path = find_index_file(folder, views)
     if path is None:

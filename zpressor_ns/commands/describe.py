@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from zpressor_ns.backbones.depthsplat import PRESETS, REGISTERED_METHODS, build_encoder, resolve_method
+from zpressor_ns.encoders.registry import PRESET_NAMES, build_encoder, registered_method_names, resolve_method
 
 HELP = "print a registered method's parameter counts"
 DESCRIPTION = """\
@@ -20,9 +20,9 @@ With --json the output is exactly {"total_params": N, "modules": {name: N}}. The
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("method", choices=list(REGISTERED_METHODS), help="registered method name")
+    parser.add_argument("method", choices=list(registered_method_names()), help="registered method name")
     parser.add_argument(
-        "--preset", choices=sorted(PRESETS), default=None, help="model size (default: the method's own)"
+        "--preset", choices=PRESET_NAMES, default=None, help="model size (default: the method's own)"
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 

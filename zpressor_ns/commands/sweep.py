@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from nerfstudio.utils.eval_utils import eval_setup
 
-    from zpressor_ns.sweep import sweep_pipeline, write_outputs
+    from zpressor_ns.nerfstudio.sweep import sweep_pipeline, write_outputs
 
     rows = []
     for config_path in args.load_config:

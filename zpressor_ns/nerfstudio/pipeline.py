@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 from zpressor_ns.data.dataset import MultiSceneDataset
 from zpressor_ns.data.eval_index import EvaluationIndex
 from zpressor_ns.data.scene import SceneError
-from zpressor_ns.datamanager import FeedForwardDataManager, FeedForwardDataManagerConfig, UserError
 from zpressor_ns.metrics import mean_and_std
-from zpressor_ns.model import FeedForwardModelConfig, FeedForwardSplatModel
+from zpressor_ns.nerfstudio.datamanager import FeedForwardDataManager, FeedForwardDataManagerConfig, UserError
+from zpressor_ns.nerfstudio.model import FeedForwardModelConfig, FeedForwardSplatModel
 
 LOGGER = logging.getLogger(__name__)
 MAX_SCENE_CHOICES = 300
@@ -278,7 +278,7 @@ class FeedForwardPipeline(Pipeline):
         gaussians = self.model.display_gaussians
         if server is None or gaussians is None:
             return
-        from zpressor_ns.viewer_cameras import draw_context_cameras
+        from zpressor_ns.nerfstudio.viewer_cameras import draw_context_cameras
 
         self._camera_handles = draw_context_cameras(
             server, self._display_context, gaussians.anchors, self._camera_handles

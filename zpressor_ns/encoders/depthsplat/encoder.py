@@ -32,48 +32,33 @@ checkpoint keys onto them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int64
+from jaxtyping import Float
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from zpressor_ns.backbones.cnn import CNNEncoder
-from zpressor_ns.backbones.cost_volume import inverse_depth_candidates, nearest_views, plane_sweep_cost_volume
-from zpressor_ns.backbones.dpt import DPT_PRESETS, DPTConfig, DPTHead
-from zpressor_ns.backbones.mv_transformer import MultiViewTransformer
-from zpressor_ns.backbones.position import add_window_position
-from zpressor_ns.backbones.unet import UNET_PRESETS, UNet, UNetConfig
-from zpressor_ns.backbones.vit import VIT_PRESETS, VisionTransformer, ViTConfig
+from zpressor_ns.blocks.cnn import CNNEncoder
+from zpressor_ns.blocks.cost_volume import inverse_depth_candidates, nearest_views, plane_sweep_cost_volume
+from zpressor_ns.blocks.dpt import DPT_PRESETS, DPTConfig, DPTHead
+from zpressor_ns.blocks.mv_transformer import MultiViewTransformer
+from zpressor_ns.blocks.position import add_window_position
+from zpressor_ns.blocks.unet import UNET_PRESETS, UNet, UNetConfig
+from zpressor_ns.blocks.vit import VIT_PRESETS, VisionTransformer, ViTConfig
+from zpressor_ns.encoders.base import AnchorCount, EncoderConfig, EncoderOutput, FeedForwardEncoder
 from zpressor_ns.gaussian_adapter import PixelGaussians, decode_pixel_gaussians, num_gaussian_channels
-from zpressor_ns.gaussians import Gaussians
-from zpressor_ns.zpressor import Clustering, ZPressor, gather_views
 
 # The CNN's coarsest stride; the depth is predicted on this grid and refined x8.
 FEATURE_STRIDE = 8
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-METHODS = ("zpressor-depthsplat", "depthsplat")
-# Registered (Nerfstudio / CLI) method names -> (encoder method, preset).
-REGISTERED_METHODS: dict[str, tuple[str, str]] = {
-    "zpressor-depthsplat": ("zpressor-depthsplat", "paper"),
-    "depthsplat": ("depthsplat", "paper"),
-    "zpressor-depthsplat-small": ("zpressor-depthsplat", "small"),
-    "depthsplat-small": ("depthsplat", "small"),
-}
 
 
 @dataclass(frozen=True)
-class DepthSplatConfig:
+class DepthSplatConfig(EncoderConfig):
     """Architecture of the encoder. The defaults are the paper's (ViT-B, 128 candidates, 6 anchors)."""
 
-    use_zpressor: bool = True
-    num_anchors: int = 6
-    zpressor_layers: int = 6
-    zpressor_heads: int = 1
     cnn_channels: tuple[int, int, int] = (64, 96, 128)
     # Width of the 1/8 features, the multi-view transformer and ZPressor (they must agree).
     feature_channels: int = 128
@@ -89,18 +74,9 @@ class DepthSplatConfig:
     feature_upsampler_channels: int = 128
     sh_degree: int = 4
     scale_max: float = 0.3
-    # Views per pass through the per-view stages (CNN, position code): bounds their working memory.
-    view_chunk: int = 16
-    # Training only: recompute each chunk's CNN activations in the backward pass instead of storing them.
-    checkpoint_view_chunks: bool = False
-    # GPU memory (GB) that ``num_anchors="auto"`` fits the anchors into (see ``memory_budget``).
-    memory_budget_gb: float | None = None
 
     def __post_init__(self) -> None:
-        if self.view_chunk < 1:
-            raise ValueError(f"view_chunk must be at least 1, got {self.view_chunk}")
-        if self.memory_budget_gb is not None and self.memory_budget_gb <= 0:
-            raise ValueError(f"memory_budget_gb must be positive, got {self.memory_budget_gb}")
+        super().__post_init__()
         cnn_outputs = (*self.cnn_channels[:2], self.feature_channels)
         if tuple(self.dpt.cnn_channels) != cnn_outputs:
             raise ValueError(f"DPT expects CNN widths {self.dpt.cnn_channels}, the CNN gives {cnn_outputs}")
@@ -141,43 +117,6 @@ PRESETS: dict[str, DepthSplatConfig] = {
 }
 
 
-def encoder_config(method: str, preset: str = "paper") -> DepthSplatConfig:
-    """The configuration of a method ("zpressor-depthsplat" or "depthsplat") at a preset size."""
-    if method not in METHODS:
-        raise ValueError(f"unknown encoder method {method!r}; choose one of {list(METHODS)}")
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    return replace(PRESETS[preset], use_zpressor=method == "zpressor-depthsplat")
-
-
-def resolve_method(name: str, preset: str | None = None) -> tuple[str, str]:
-    """(encoder method, preset) of a registered method name; ``preset`` overrides the name's own."""
-    if name not in REGISTERED_METHODS:
-        raise ValueError(f"unknown method {name!r}; registered methods: {list(REGISTERED_METHODS)}")
-    method, default_preset = REGISTERED_METHODS[name]
-    return method, default_preset if preset is None else preset
-
-
-def required_multiple(preset: str = "paper") -> int:
-    """Multiple that image sides must have for a preset (32 for both; the original's patch shim crops to 64)."""
-    return encoder_config("depthsplat", preset).required_multiple
-
-
-@dataclass
-class EncoderOutput(Gaussians):
-    """The Gaussians (fields of :class:`Gaussians`) plus what training needs.
-
-    ``intermediate`` (training mode only) holds the same Gaussians placed at the x8-bilinear low-res depth;
-    ``latent`` is the upsampled feature map the information-bottleneck loss acts on; ``clusters[b, v]`` is
-    the anchor slot each context view was assigned to (None without ZPressor).
-    """
-
-    depths: Float[Tensor, "batch anchor height width"] | None = None
-    latent: Float[Tensor, "batch anchor channel height width"] | None = None
-    intermediate: Gaussians | None = None
-    clusters: Int64[Tensor, "batch view"] | None = None
-
-
 @dataclass
 class DepthPrediction:
     """Depth of the anchors and what the Gaussian branch reuses from the depth branch."""
@@ -188,42 +127,6 @@ class DepthPrediction:
     match_prob: Float[Tensor, "batch_anchor candidate h8 w8"]
     # 1/8 CNN, multi-view transformer and ViT features, the feature upsampler's input.
     features: tuple[Tensor, Tensor, Tensor]
-
-
-@dataclass
-class ViewFeatures:
-    """What the per-view stages give a set of views: the CNN's three scales and the position-coded 1/8 map."""
-
-    half: Float[Tensor, "batch view c1 h2 w2"]
-    quarter: Float[Tensor, "batch view c2 h4 w4"]
-    eighth: Float[Tensor, "batch view channel h8 w8"]
-    positioned: Float[Tensor, "batch view channel h8 w8"]
-
-    def tensors(self) -> tuple[Tensor, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self))
-
-    @classmethod
-    def empty(cls, like: ViewFeatures, views: int) -> ViewFeatures:
-        """Uninitialised storage for ``views`` views shaped like ``like``'s."""
-        return cls(*(x.new_empty(x.shape[0], views, *x.shape[2:]) for x in like.tensors()))
-
-    def write(self, start: int, chunk: ViewFeatures, count: int) -> None:
-        """Copy the first ``count`` views of ``chunk`` to views ``start:start + count`` (a copy, not a
-        slice, so nothing keeps the rest of the chunk alive)."""
-        for target, source in zip(self.tensors(), chunk.tensors(), strict=True):
-            target[:, start : start + count] = source[:, :count]
-
-
-def anchors_first(anchors: Int64[Tensor, "batch anchor"], views: int) -> Int64[Tensor, "batch view"]:
-    """Every batch element's views, its anchors first (in FPS order), then the others in input order.
-
-    Anchors are distinct views, so positions below K are anchors in every batch element alike and a chunk
-    of this order splits into anchors and supports without any host sync.
-    """
-    is_anchor = torch.zeros(anchors.shape[0], views, dtype=torch.uint8, device=anchors.device)
-    is_anchor.scatter_(1, anchors, 1)
-    others = torch.sort(is_anchor, dim=1, stable=True).indices[:, : views - anchors.shape[1]]
-    return torch.cat((anchors, others), dim=1)
 
 
 class ConvUNetRegressor(nn.Module):
@@ -272,19 +175,19 @@ def _upsample_bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
-class DepthSplatEncoder(nn.Module):
+class DepthSplatEncoder(FeedForwardEncoder):
     """Context views -> pixel-aligned Gaussians of the K anchors (or of every view without ZPressor)."""
+
+    family = "depthsplat"
+    family_name = "DepthSplat"
+    min_views = 2  # the cost volume matches across views
 
     def __init__(self, config: DepthSplatConfig) -> None:
         super().__init__()
         self.config = config
         c = config.feature_channels
         self.cnn = CNNEncoder(config.cnn_channels, c)
-        self.zpressor = None
-        if config.use_zpressor:
-            self.zpressor = ZPressor(
-                dim=c, num_heads=config.zpressor_heads, num_layers=config.zpressor_layers
-            )
+        self.zpressor = config.zpressor.build(c) if config.use_zpressor else None
         self.transformer = MultiViewTransformer(c, config.transformer_layers)
         self.vit = VisionTransformer(config.vit)
 
@@ -310,34 +213,6 @@ class DepthSplatEncoder(nn.Module):
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
 
-    def _check_inputs(
-        self, images: Tensor, c2w: Tensor, intrinsics: Tensor, near: Tensor, far: Tensor
-    ) -> None:
-        if images.dim() != 5 or images.shape[2] != 3:
-            raise ValueError(f"images must be [batch, view, 3, height, width], got {tuple(images.shape)}")
-        b, v, _, h, w = images.shape
-        for name, tensor, tail in (
-            ("c2w", c2w, (4, 4)),
-            ("K", intrinsics, (3, 3)),
-            ("near", near, ()),
-            ("far", far, ()),
-        ):
-            if tuple(tensor.shape) != (b, v, *tail):
-                raise ValueError(
-                    f"{name} must have shape {(b, v, *tail)} to match the images, got {tuple(tensor.shape)}"
-                )
-        multiple = self.config.required_multiple
-        if h % multiple or w % multiple:
-            raise ValueError(
-                f"image size {h}x{w} is not a multiple of {multiple}: the depth U-Net's skip connections and "
-                f"the attention windows need it. Centre-crop to ({h // multiple * multiple}, {w // multiple * multiple}) "
-                "and scale fx, fy accordingly (see zpressor_ns.backbones.depthsplat.required_multiple)"
-            )
-        if v < 2:
-            raise ValueError(
-                "DepthSplat needs at least 2 context views (the cost volume matches across views)"
-            )
-
     def forward(
         self,
         images: Float[Tensor, "batch view 3 height width"],
@@ -345,43 +220,35 @@ class DepthSplatEncoder(nn.Module):
         intrinsics: Float[Tensor, "batch view 3 3"],
         near: Float[Tensor, "batch view"],
         far: Float[Tensor, "batch view"],
-        num_anchors: int | Literal["auto"] | None = None,
+        num_anchors: AnchorCount = None,
+        deterministic: bool = False,
     ) -> EncoderOutput:
         """Gaussians of the anchors, ordered anchor-major (FPS order), then pixels row-major.
 
         ``images`` in [0, 1]; ``c2w`` OpenCV camera-to-world; ``intrinsics`` normalised; ``near``/``far``
         the depth range in world units. ``num_anchors`` overrides the configured anchor count; ``"auto"``
-        takes the most anchors that fit the configured ``memory_budget_gb``.
+        takes the most anchors that fit the configured ``memory_budget_gb``. DepthSplat's forward has no
+        randomness: ``deterministic`` is accepted for the common encoder interface.
         """
-        self._check_inputs(images, c2w, intrinsics, near, far)
+        self.check_inputs(images, c2w, intrinsics, near, far)
         cfg = self.config
-        b, v, _, h, w = images.shape
-
-        anchors = clusters = None
-        if self.zpressor is not None:
-            k = self._num_anchors(num_anchors, b, v, h, w)
-            # Anchors depend on the cameras alone: choose them before any image is processed.
-            anchors, clusters = self.zpressor.cluster(c2w, k)
-            features, transformer_in = self._compress(images, c2w, (anchors, clusters))
-            images, c2w, intrinsics, near, far = (
-                gather_views(x, anchors) for x in (images, c2w, intrinsics, near, far)
-            )
-        else:
-            if num_anchors is not None and num_anchors != v:
-                raise ValueError(
-                    "num_anchors only applies to the ZPressor encoder; without it every view is kept"
-                )
-            features, _ = self._encode_views(images, None, v)
-            transformer_in = features.positioned
+        b, _, _, h, w = images.shape
+        # The fused 1/8 maps replace only the transformer's input; every other consumer reads the
+        # anchors' raw CNN features (the original's insertion point).
+        views = self.compress(self._view_features, images, c2w, num_anchors)
+        half, quarter, eighth, _ = views.kept
+        transformer_in = views.fused
+        anchors, clusters = views.anchors, views.clusters
+        images, c2w, intrinsics, near, far = (views.select(x) for x in (images, c2w, intrinsics, near, far))
         k = images.shape[1]
         normalised = (images - self.image_mean) / self.image_std
 
         depth = self._predict_depth(
             transformer_in,
             normalised,
-            features.half,
-            features.quarter,
-            features.eighth,
+            half,
+            quarter,
+            eighth,
             c2w,
             intrinsics,
             near,
@@ -416,89 +283,16 @@ class DepthSplatEncoder(nn.Module):
             clusters=clusters,
         )
 
-    def weight_bytes(self) -> int:
-        """Bytes of the parameters and buffers (the fixed part of the memory model)."""
-        tensors = (*self.parameters(), *self.buffers())
-        return sum(t.numel() * t.element_size() for t in tensors)
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """The monocular ViT (DINOv2 / Depth Anything V2), trained at the original's 100x lower rate."""
+        return list(self.vit.parameters())
 
-    def _num_anchors(
-        self, requested: int | Literal["auto"] | None, batch: int, views: int, height: int, width: int
-    ) -> int:
-        if requested is None:
-            k = self.config.num_anchors
-        elif requested == "auto":
-            if self.config.memory_budget_gb is None:
-                raise ValueError(
-                    'num_anchors="auto" picks the anchor count from a memory budget: set memory_budget_gb '
-                    "in the encoder's DepthSplatConfig"
-                )
-            # Imported here: memory_budget reads this module's constants and configuration.
-            from zpressor_ns.backbones.memory_budget import anchors_for_budget
+    def estimate_peak_bytes(self, batch: int, views: int, height: int, width: int, anchors: int) -> float:
+        from zpressor_ns.encoders.depthsplat.memory_budget import estimate_memory
 
-            k = anchors_for_budget(
-                self.config,
-                views,
-                height,
-                width,
-                self.config.memory_budget_gb,
-                weight_bytes=self.weight_bytes(),
-                batch=batch,
-            )
-        else:
-            k = requested
-        if k < 2:
-            raise ValueError("DepthSplat needs at least 2 anchors (the cost volume matches across views)")
-        return k
-
-    def _compress(
-        self,
-        images: Float[Tensor, "batch view 3 height width"],
-        c2w: Float[Tensor, "batch view 4 4"],
-        clustering: Clustering,
-    ) -> tuple[ViewFeatures, Float[Tensor, "batch anchor channel h8 w8"]]:
-        """Per-view stages in chunks, then ZPressor: the anchors' CNN features and their fused 1/8 maps.
-
-        The supports' maps die when this returns (under inference), before the anchor stages run.
-        """
-        anchors, _ = clustering
-        k = anchors.shape[1]
-        kept, positioned = self._encode_views(images, anchors_first(anchors, images.shape[1]), k)
-        return kept, self.zpressor(positioned, c2w, k, clustering=clustering).features
-
-    def _encode_views(
-        self,
-        images: Float[Tensor, "batch view 3 height width"],
-        order: Int64[Tensor, "batch view"] | None,
-        keep: int,
-    ) -> tuple[ViewFeatures, Float[Tensor, "batch view channel h8 w8"] | None]:
-        """The per-view stages, ``view_chunk`` views at a time, taken in ``order`` (input order if None).
-
-        Returns every output of the first ``keep`` views of the order and, when ``order`` is given, all
-        views' position-coded 1/8 maps in input order (ZPressor's input). Nothing else of a chunk outlives
-        it; under autograd the copies below pass gradients through.
-        """
-        b, v = images.shape[:2]
-        batch_index = torch.arange(b, device=images.device)[:, None]
-        kept = positioned = None
-        for start in range(0, v, self.config.view_chunk):
-            stop = min(start + self.config.view_chunk, v)
-            index = None if order is None else order[:, start:stop]
-            chunk = self._chunk_features(
-                images[:, start:stop] if index is None else gather_views(images, index)
-            )
-            if start < keep:
-                kept = ViewFeatures.empty(chunk, keep) if kept is None else kept
-                kept.write(start, chunk, min(stop, keep) - start)
-            if index is not None:
-                if positioned is None:
-                    positioned = chunk.positioned.new_empty(b, v, *chunk.positioned.shape[2:])
-                positioned[batch_index, index] = chunk.positioned
-        return kept, positioned
-
-    def _chunk_features(self, images: Float[Tensor, "batch view 3 height width"]) -> ViewFeatures:
-        if self.training and self.config.checkpoint_view_chunks and torch.is_grad_enabled():
-            return ViewFeatures(*checkpoint(self._view_features, images, use_reentrant=False))
-        return ViewFeatures(*self._view_features(images))
+        return estimate_memory(
+            self.config, views, anchors, height, width, weight_bytes=self.weight_bytes(), batch=batch
+        ).peak
 
     def _view_features(
         self, images: Float[Tensor, "batch view 3 height width"]
@@ -560,13 +354,3 @@ class DepthSplatEncoder(nn.Module):
             min=(1.0 / far).reshape(-1, 1, 1, 1), max=(1.0 / near).reshape(-1, 1, 1, 1)
         )
         return DepthPrediction(1.0 / inverse_depth, coarse, match_prob, (eighth, mv, mono))
-
-
-def build_encoder(method: str, preset: str = "paper", **overrides) -> DepthSplatEncoder:
-    """The encoder of ``method`` ("zpressor-depthsplat" or "depthsplat") at ``preset`` ("paper" or "small").
-
-    ``overrides`` replace fields of the preset's :class:`DepthSplatConfig` (e.g. ``view_chunk=8``,
-    ``memory_budget_gb=6``); architecture fields change the parameter layout, so official weights
-    only load into the presets as they are.
-    """
-    return DepthSplatEncoder(replace(encoder_config(method, preset), **overrides))

@@ -1,6 +1,6 @@
 """The Nerfstudio Model of a feed-forward splat method (Nerfstudio face; holds no model math).
 
-It wraps a core encoder (``zpressor_ns.backbones.build_encoder``) and the renderer, computes the
+It wraps a core encoder (``zpressor_ns.encoders.build_encoder``) and the renderer, computes the
 original losses and metrics, and serves the viewer and ``ns-export`` from the Gaussians of ONE cached
 scene: the viewer calls ``get_outputs_for_camera`` many times a second, so it never runs the encoder.
 
@@ -24,9 +24,9 @@ from nerfstudio.models.splatfacto import SplatfactoModel
 from torch import Tensor, nn
 
 from zpressor_ns import losses, metrics
-from zpressor_ns.backbones import build_encoder
-from zpressor_ns.backbones.vit import VisionTransformer
 from zpressor_ns.cameras import opengl_to_opencv_c2w, pixel_to_normalised_K, to_homogeneous
+from zpressor_ns.encoders import ZPressorOptions, build_encoder
+from zpressor_ns.encoders.registry import PRESET_NAMES, method_names
 from zpressor_ns.export import covariance_to_scale_rotation
 from zpressor_ns.gaussians import Gaussians
 from zpressor_ns.render import RenderOutput, render_gaussians
@@ -34,16 +34,23 @@ from zpressor_ns.render import RenderOutput, render_gaussians
 LOGGER = logging.getLogger(__name__)
 
 
+# The registry's methods, as choices for the command line.
+MethodName = Literal[method_names()]  # type: ignore[valid-type]
+PresetName = Literal[PRESET_NAMES]  # type: ignore[valid-type]
+
+
 @dataclass
 class FeedForwardModelConfig(ModelConfig):
-    """A feed-forward encoder (DepthSplat with or without ZPressor) + Gaussian renderer."""
+    """A feed-forward encoder (any registered family, with or without ZPressor) + Gaussian renderer."""
 
     _target: type = field(default_factory=lambda: FeedForwardSplatModel)
     enable_collider: bool = False
-    method: Literal["zpressor-depthsplat", "depthsplat"] = "zpressor-depthsplat"
-    """Encoder family."""
-    preset: Literal["paper", "small"] = "paper"
+    method: MethodName = "zpressor-depthsplat"
+    """Encoder: zpressor-<family> or the <family> baseline (see zpressor_ns.encoders.registry)."""
+    preset: PresetName = "paper"
     """Encoder size: the paper's configuration, or the small CPU one."""
+    zpressor: ZPressorOptions = field(default_factory=ZPressorOptions)
+    """ZPressor's options (layers, heads, the no-self-attention ablation, first anchor, clustering)."""
     num_anchors: int | Literal["auto"] | None = None
     """ZPressor anchors K (default: the preset's, 6 for the paper; "auto": the most that fit
     memory_budget_gb; ignored without ZPressor)."""
@@ -75,6 +82,12 @@ class FeedForwardModelConfig(ModelConfig):
     """On CUDA, fp32 matmuls run as TF32 (``torch.set_float32_matmul_precision("high")``), as the
     original's main.py sets for its whole run; ZPressor's attention is bf16 either way. CPU stays exact."""
 
+    def __post_init__(self) -> None:
+        if self.method not in method_names():
+            raise ValueError(f"unknown method {self.method!r}; choose one of {list(method_names())}")
+        if self.preset not in PRESET_NAMES:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {list(PRESET_NAMES)}")
+
 
 class FeedForwardSplatModel(SplatfactoModel):
     config: FeedForwardModelConfig
@@ -90,6 +103,7 @@ class FeedForwardSplatModel(SplatfactoModel):
             view_chunk=self.config.view_chunk,
             checkpoint_view_chunks=self.config.checkpoint_view_chunks,
             memory_budget_gb=self.config.memory_budget_gb,
+            zpressor=self.config.zpressor,
         )
         if self.config.pretrained is not None:
             from zpressor_ns.pretrained import load_pretrained
@@ -217,12 +231,10 @@ class FeedForwardSplatModel(SplatfactoModel):
 
     # ---- parameters, state, callbacks ----------------------------------------------------------
     def get_param_groups(self) -> dict[str, list]:
-        """One Nerfstudio group with two torch groups: the pretrained ViT and the rest (see optim.py)."""
-        vit_ids = {
-            id(p) for m in self.encoder.modules() if isinstance(m, VisionTransformer) for p in m.parameters()
-        }
-        pretrained = [p for p in self.encoder.parameters() if id(p) in vit_ids]
-        main = [p for p in self.encoder.parameters() if id(p) not in vit_ids]
+        """One Nerfstudio group with two torch groups: the pretrained backbone and the rest (see optim.py)."""
+        pretrained = self.encoder.pretrained_parameters()
+        pretrained_ids = {id(p) for p in pretrained}
+        main = [p for p in self.encoder.parameters() if id(p) not in pretrained_ids]
         groups = [{"params": main, "name": "main"}]
         if pretrained:
             groups.append({"params": pretrained, "name": "pretrained"})

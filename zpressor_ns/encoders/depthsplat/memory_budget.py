@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zpressor_ns.backbones.depthsplat import FEATURE_STRIDE, DepthSplatConfig
+from zpressor_ns.encoders.depthsplat.encoder import FEATURE_STRIDE, DepthSplatConfig
+from zpressor_ns.encoders.memory import most_anchors_within
 from zpressor_ns.gaussian_adapter import num_gaussian_channels
 
 ACTIVATION_SLACK = 1.2
-BYTES_PER_GB = 1e9
 FP32_BYTES = 4
 
 
@@ -132,23 +132,12 @@ def anchors_for_budget(
     """
     if not config.use_zpressor:
         raise ValueError("only the ZPressor encoder has anchors; without it every view is kept")
-    if views < 2:
-        raise ValueError(f"need at least 2 context views to choose 2 anchors, got {views}")
-    budget = memory_budget_gb * BYTES_PER_GB
 
     def peak(anchors: int) -> float:
         return estimate_memory(
             config, views, anchors, height, width, weight_bytes=weight_bytes, batch=batch
         ).peak
 
-    if peak(2) > budget:
-        raise ValueError(
-            f"even 2 anchors need about {peak(2) / BYTES_PER_GB:.2f} GB for {views} views of {height}x{width} "
-            f"(batch {batch}), over the {memory_budget_gb:g} GB budget: raise memory_budget_gb, or lower the "
-            "resolution, the number of views or view_chunk"
-        )
-    fits, too_many = 2, views + 1  # peak(fits) <= budget < peak(too_many); peak grows with anchors
-    while too_many - fits > 1:
-        middle = (fits + too_many) // 2
-        fits, too_many = (middle, too_many) if peak(middle) <= budget else (fits, middle)
-    return fits
+    return most_anchors_within(
+        peak, views, memory_budget_gb, setting=f" for {views} views of {height}x{width} (batch {batch})"
+    )

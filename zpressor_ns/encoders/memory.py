@@ -1,0 +1,38 @@
+"""Choosing the anchor count for a memory budget from any family's peak-memory model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+BYTES_PER_GB = 1e9
+
+
+def most_anchors_within(
+    peak_bytes: Callable[[int], float],
+    views: int,
+    budget_gb: float,
+    min_anchors: int = 2,
+    setting: str = "",
+) -> int:
+    """The most anchors in [min_anchors, views] whose ``peak_bytes(anchors)`` fits ``budget_gb`` (1e9 B).
+
+    ``peak_bytes`` must not decrease with the anchor count (every family's model grows with it), so a
+    bisection finds the answer. ``setting`` describes the call (views, size, batch) for the error message.
+    """
+    if views < min_anchors:
+        raise ValueError(
+            f"need at least {min_anchors} context views to choose {min_anchors} anchors, got {views}"
+        )
+    budget = budget_gb * BYTES_PER_GB
+    smallest = peak_bytes(min_anchors)
+    if smallest > budget:
+        raise ValueError(
+            f"even {min_anchors} anchors need about {smallest / BYTES_PER_GB:.2f} GB{setting}, over the "
+            f"{budget_gb:g} GB budget: raise memory_budget_gb, or lower the resolution, the number of views "
+            "or view_chunk"
+        )
+    fits, too_many = min_anchors, views + 1  # peak(fits) <= budget < peak(too_many)
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        fits, too_many = (middle, too_many) if peak_bytes(middle) <= budget else (fits, middle)
+    return fits
