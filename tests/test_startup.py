@@ -160,6 +160,21 @@ def test_training_leaves_out_a_mismatched_scene_but_a_benchmark_refuses_it(
         benchmark.benchmark_batches()  # what ns-eval asks for first
 
 
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_training_stops_with_one_message_when_no_scene_is_left(data, tmp_path, method_config, num_workers):
+    config = method_config(METHOD, data, tmp_path / "runs", steps=1)
+    config.pipeline.datamanager.num_workers = num_workers
+    datamanager = config.pipeline.datamanager.setup(device="cpu", test_mode="val")
+    assert datamanager.next_train(0)["context"]["image"].shape[:2] == (1, 6)
+    # After the warm-up the sampler's context gap reaches 50 frames: none of the 40-frame scenes fits.
+    datamanager._train_loader = None  # a fresh loader: the running one holds step-0 examples prefetched
+    with pytest.raises(UserError) as raised:
+        datamanager.next_train(20_000)
+    assert raised.value.code == (
+        "zpressor-ns: training stopped: none of the 3 training scenes is usable (see the warnings above)"
+    )
+
+
 def test_a_broken_first_display_scene_is_replaced_by_the_next(data, tmp_path, method_config, caplog):
     broken = poison_first_test_scene(data)
     config = method_config(METHOD, data, tmp_path / "runs", steps=1)

@@ -299,7 +299,9 @@ class FeedForwardDataManager(DataManager):
         try:
             batch = next(self._train_loader)
         except SceneError as error:  # no usable training scene is left (each was reported when skipped)
-            raise UserError(f"training stopped: {str(error).strip().splitlines()[-1]}") from None
+            # From a worker process the message is the worker's traceback; its last line is the error.
+            reason = str(error).strip().splitlines()[-1].removeprefix(f"{SceneError.__module__}.SceneError: ")
+            raise UserError(f"training stopped: {reason}") from None
         return batch_to(batch, self.device)
 
     def next_eval(self, step: int) -> dict:
