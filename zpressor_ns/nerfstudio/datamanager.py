@@ -48,6 +48,12 @@ class UserError(SystemExit):
         super().__init__(f"zpressor-ns: {message}")
 
 
+def scene_error_message(error: SceneError) -> str:
+    """The message of a SceneError, also when a DataLoader worker re-raised it with its traceback."""
+    last_line = str(error).strip().splitlines()[-1]
+    return last_line.split("SceneError: ", 1)[-1] if "Original Traceback" in str(error) else str(error)
+
+
 # Only multi-scene parsers make sense here: offer exactly those as the subcommand after the method.
 MultiSceneParserUnion = tyro.conf.OmitSubcommandPrefixes[
     tyro.extras.subcommand_type_from_defaults(MULTISCENE_DATAPARSERS, prefix_names=False)
@@ -299,9 +305,7 @@ class FeedForwardDataManager(DataManager):
         try:
             batch = next(self._train_loader)
         except SceneError as error:  # no usable training scene is left (each was reported when skipped)
-            # From a worker process the message is the worker's traceback; its last line is the error.
-            reason = str(error).strip().splitlines()[-1].removeprefix(f"{SceneError.__module__}.SceneError: ")
-            raise UserError(f"training stopped: {reason}") from None
+            raise UserError(f"training stopped: {scene_error_message(error)}") from None
         return batch_to(batch, self.device)
 
     def next_eval(self, step: int) -> dict:

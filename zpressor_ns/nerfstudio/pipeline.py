@@ -31,7 +31,12 @@ from zpressor_ns.data.dataset import MultiSceneDataset
 from zpressor_ns.data.eval_index import EvaluationIndex
 from zpressor_ns.data.scene import SceneError
 from zpressor_ns.metrics import mean_and_std
-from zpressor_ns.nerfstudio.datamanager import FeedForwardDataManager, FeedForwardDataManagerConfig, UserError
+from zpressor_ns.nerfstudio.datamanager import (
+    FeedForwardDataManager,
+    FeedForwardDataManagerConfig,
+    UserError,
+    scene_error_message,
+)
 from zpressor_ns.nerfstudio.model import FeedForwardModelConfig, FeedForwardSplatModel
 
 LOGGER = logging.getLogger(__name__)
@@ -177,7 +182,10 @@ class FeedForwardPipeline(Pipeline):
         scenes (the original's protocol). Writes per-scene JSON and renders when ``output_path`` is given."""
         self.eval()
         self._check_anchors_fit(self.datamanager.eval_data)  # before anything is scored or written
-        per_scene = self.evaluate_scenes(output_path)
+        try:
+            per_scene = self.evaluate_scenes(output_path)
+        except SceneError as error:  # a frame that does not decode: the benchmark cannot cover the index
+            raise UserError(f"evaluation stopped: {scene_error_message(error)}") from None
         if not per_scene:
             raise RuntimeError("the evaluation index selected no scene of the data: nothing to score")
         results: dict[str, float] = {}
