@@ -23,6 +23,7 @@ with every frame listed, c2w as 4x4 OpenCV camera-to-world and K as 3x3 normalis
 Exit status: 0 on success, 1 when some scenes could not be read (reported on stderr), 2 when no
 layout is recognised at PATH.
 """
+EXAMPLE = "zpressor-ns inspect /data/re10k --split test"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", default="auto", choices=["auto", *LAYOUTS], help="skip detection")
     parser.add_argument("--split", default=None, help="chunk layouts: train or test (default: both)")
     parser.add_argument(
-        "--image-dir", default=None, help="image folder of transforms.json layouts (e.g. images_4)"
+        "--image-dir",
+        default=None,
+        help="image folder of transforms.json layouts, e.g. images_4 (default: DL3DV images_8, else as written)",
     )
 
 

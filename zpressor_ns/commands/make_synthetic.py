@@ -27,6 +27,7 @@ datasets the original code could read:
 
 The same seed gives the same files. The default size takes seconds on a laptop CPU.
 """
+EXAMPLE = "zpressor-ns make-synthetic synthetic_data --layouts re10k --scenes-train 6"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
