@@ -52,7 +52,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.required or action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if action.required or unset or "default" in text:
             return text
         return f"{text} (default: %(default)s)"
 
