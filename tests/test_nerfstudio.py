@@ -184,6 +184,77 @@ def test_viewer_frustums_set_anchors_apart_from_supports():
     assert {h.kwargs["color"] for h in second} == {SUPPORT_COLOUR}
 
 
+def test_viewer_only_session_starts_browsers_at_the_scene_and_shows_the_run(trained_run):
+    """Nerfstudio's default browser camera sits at (3, 3, 3) looking at the origin, far from datasets that keep
+    their own world frame: every browser starts at the display scene's first context camera instead, and a
+    session without a trainer shows the run's step and no pause/resume buttons."""
+    from types import SimpleNamespace
+
+    from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO as SCALE
+
+    _, pipeline, _, step = eval_setup(trained_run.get_base_dir() / "config.yml", test_mode="test")
+
+    class Camera:
+        def __init__(self):
+            self.callbacks, self.set = [], {}
+
+        def on_update(self, callback):
+            self.callbacks.append(callback)
+
+        def __setattr__(self, name, value):
+            if name in ("up_direction", "position", "look_at", "fov"):
+                self.set[name] = np.asarray(value)
+            else:
+                super().__setattr__(name, value)
+
+    class Client:
+        def __init__(self):
+            self.camera = Camera()
+
+        def atomic(self):
+            import contextlib
+
+            return contextlib.nullcontext()
+
+    connected, steps = [], []
+    button = lambda: SimpleNamespace(visible=True)  # noqa: E731
+    viewer = SimpleNamespace(
+        trainer=None,
+        pause_train=button(),
+        resume_train=button(),
+        update_step=steps.append,
+        viser_server=SimpleNamespace(on_client_connect=connected.append, scene=None),
+    )
+    pipeline._on_viewer_ready(viewer)
+    assert not viewer.pause_train.visible and not viewer.resume_train.visible and steps == [step]
+
+    client = Client()
+    (on_connect,) = connected
+    on_connect(client)
+    assert client.camera.set == {}  # its camera is unknown until the browser reports it
+    for callback in client.camera.callbacks:
+        callback(client.camera)
+    context = pipeline.datamanager.display_context(
+        pipeline.datamanager.display_scene, pipeline.datamanager.display_num_context
+    )
+    c2w = context["c2w"][0, 0].double().numpy()
+    moved = client.camera.set
+    np.testing.assert_allclose(moved["position"], c2w[:3, 3] * SCALE, atol=1e-5)
+    towards = (moved["look_at"] - moved["position"]) / SCALE
+    depth = np.linalg.norm(towards)
+    np.testing.assert_allclose(towards / depth, c2w[:3, 2], atol=1e-5)  # looking where the camera looked
+    np.testing.assert_allclose(moved["up_direction"], -c2w[:3, 1], atol=1e-6)  # OpenCV: image y points down
+    assert float(moved["fov"]) == pytest.approx(2 * np.arctan(0.5 / float(context["K"][0, 0, 1, 1])))
+    # The orbit centre is among the predicted Gaussians (their median depth in front of the camera).
+    means = pipeline.model.display_gaussians.means[0].double().numpy()
+    depths = (means - c2w[:3, 3]) @ c2w[:3, 2]
+    assert depth == pytest.approx(float(np.median(depths[depths > 0])), rel=0.05)
+    moved.clear()
+    for callback in client.camera.callbacks:
+        callback(client.camera)
+    assert moved == {}  # only once: the user's own moves are never overridden
+
+
 def test_ns_export_writes_a_standard_splat(trained_run, tmp_path):
     pytest.importorskip(
         "open3d", reason="ns-export imports open3d, which needs libusb-1.0 (scripts/setup.sh)"
