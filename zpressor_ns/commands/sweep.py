@@ -61,8 +61,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def default_index_dir(pipeline) -> Path:
+    """The folder of the run's evaluation index: the configured file's, else where the dataset's own are."""
+    from zpressor_ns.nerfstudio.datamanager import find_dataset_index
+
     datamanager = pipeline.datamanager
-    if datamanager.config.eval_index is not None:
-        return Path(datamanager.config.eval_index).parent
-    data = Path(datamanager.get_datapath())
+    config = datamanager.config
+    if config.eval_index is not None:
+        return Path(config.eval_index).parent
+    parser = datamanager.dataparser.config
+    views = config.eval_num_context_views or config.num_context_views
+    found = find_dataset_index(parser.data, parser.standard_index_name, views)
+    if found is not None:
+        return found.parent
+    data = Path(parser.data)
     return data / "evaluation" if (data / "evaluation").is_dir() else data
