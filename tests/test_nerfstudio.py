@@ -306,7 +306,7 @@ def test_loading_a_checkpoint_of_another_method_is_refused(
         train_loop(local_rank=0, world_size=1, config=other)
 
 
-def test_model_starts_from_given_weights_and_refuses_mismatched_ones(tmp_path):
+def test_model_starts_from_given_weights_says_so_and_refuses_mismatched_ones(tmp_path, capsys):
     from nerfstudio.data.scene_box import SceneBox
 
     from zpressor_ns.encoders import build_encoder
@@ -322,6 +322,11 @@ def test_model_starts_from_given_weights_and_refuses_mismatched_ones(tmp_path):
     )
     for name, tensor in source.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[name], tensor), name
+    # Said on the console at start-up (Nerfstudio goes on to say "No Nerfstudio checkpoint to load").
+    total = len(source.state_dict())
+    assert f"Encoder weights from {path}: converted file, {total}/{total} encoder tensors loaded" in " ".join(
+        capsys.readouterr().out.split()
+    )
     with pytest.raises(ValueError, match="does not fit"):
         FeedForwardModelConfig(method="depthsplat", preset="small", pretrained=path).setup(
             scene_box=box, num_train_data=1

@@ -21,6 +21,7 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.data.scene_box import OrientedBox
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.models.splatfacto import SplatfactoModel
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor, nn
 
 from zpressor_ns import losses, metrics
@@ -109,7 +110,9 @@ class FeedForwardSplatModel(SplatfactoModel):
             from zpressor_ns.pretrained import load_pretrained
 
             report = load_pretrained(self.encoder, self.config.pretrained)
-            LOGGER.info("loaded pretrained weights from %s\n%s", self.config.pretrained, report.summary())
+            # On the console at start-up (Nerfstudio's next line may say "training from scratch", which
+            # refers to its own checkpoints only).
+            CONSOLE.print(f"Encoder weights from {self.config.pretrained}: {report.coverage()}", markup=False)
         # LPIPS is a fixed metric network: kept out of the module tree so it is neither trained nor saved.
         self.__dict__["lpips"] = metrics.build_lpips(
             self.config.vgg16_weights, purpose="LPIPS loss and metric"
