@@ -333,6 +333,32 @@ def test_model_starts_from_given_weights_says_so_and_refuses_mismatched_ones(tmp
         )
 
 
+def test_lpips_notice_is_given_once_and_only_where_lpips_is_used(monkeypatch, caplog):
+    """Without local VGG16 weights LPIPS is off: the viewer, export and fly-throughs (which build the model but
+    never score) say nothing about it; scoring says so once."""
+    import logging
+
+    from nerfstudio.data.scene_box import SceneBox
+
+    from zpressor_ns import metrics
+    from zpressor_ns.nerfstudio.model import FeedForwardModelConfig
+
+    monkeypatch.setattr(metrics, "find_vgg16_weights", lambda explicit=None: None)
+    metrics._warn_no_lpips.cache_clear()
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    with caplog.at_level(logging.WARNING):
+        model = FeedForwardModelConfig(method="zpressor-depthsplat", preset="small").setup(
+            scene_box=box, num_train_data=1
+        )
+        assert not [r for r in caplog.records if "LPIPS" in r.getMessage()]
+        images = torch.rand(2, 3, 16, 16)
+        for _ in range(2):
+            assert set(model.score_views(images, images)) == {"psnr", "ssim"}
+    notices = [r for r in caplog.records if "LPIPS" in r.getMessage()]
+    assert len(notices) == 1 and "vgg16-397923af.pth" in notices[0].getMessage()
+    metrics._warn_no_lpips.cache_clear()
+
+
 @pytest.mark.parametrize(
     ("device", "tf32", "expected"),
     [("cuda", True, "high"), ("cuda", False, "highest"), ("cpu", True, "highest")],

@@ -199,6 +199,22 @@ def _check_aspect(meta: dict, image_hw: tuple[int, int], where: str) -> None:
         )
 
 
+# Scenes whose distortion was reported: the notice is given once per process, where one dataset is opened by
+# several readers (display, training, evaluation).
+_DISTORTION_REPORTED: set[str] = set()
+
+
+def _report_distortion_once(source: str) -> None:
+    if _DISTORTION_REPORTED:
+        return
+    _DISTORTION_REPORTED.add(source)
+    logger.warning(
+        "%s: lens distortion coefficients are ignored (the model assumes pinhole images); undistort the "
+        "images for best results (e.g. ns-process-data). Said once; other scenes may have them too.",
+        source,
+    )
+
+
 class TransformsJsonReader:
     """Scenes given as ``{key: path of transforms.json}`` (DL3DV raw and Nerfstudio layouts)."""
 
@@ -212,7 +228,6 @@ class TransformsJsonReader:
         self.cache_size = cache_size
         self._json_paths = dict(scenes)
         self._keys = sorted(scenes)
-        self._warned_distortion = False
         self._cache: OrderedDict[str, Scene] = OrderedDict()
 
     def __getstate__(self) -> dict:
@@ -232,13 +247,8 @@ class TransformsJsonReader:
             self._cache.move_to_end(key)
             return self._cache[key]
         scene, distorted = read_transforms_json(self.source_of(key), key, self.image_dir)
-        if distorted and not self._warned_distortion:
-            logger.warning(
-                "%s: lens distortion coefficients are ignored (the model assumes pinhole images); "
-                "undistort the images for best results. Reported once per dataset.",
-                scene.source,
-            )
-            self._warned_distortion = True
+        if distorted:
+            _report_distortion_once(scene.source)
         self._cache[key] = scene
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
