@@ -23,11 +23,14 @@ import torch
 import tyro
 from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch.utils.data import DataLoader
 
 from zpressor_ns.data.dataset import ExampleOptions, MultiSceneDataset, SharedStep, SourceGroupedShuffle
 from zpressor_ns.data.eval_index import EvaluationIndex, IndexEntry, build_evaluation_index
 from zpressor_ns.data.samplers import BoundedSampler
+from zpressor_ns.data.scene import SceneError
+from zpressor_ns.data.shims import oriented_shape
 from zpressor_ns.dataparsers import MULTISCENE_DATAPARSERS
 from zpressor_ns.dataparsers.multiscene import MultiSceneDataParser, example_outputs
 from zpressor_ns.types import Example, batch_to
@@ -48,7 +51,10 @@ class FeedForwardDataManagerConfig(DataManagerConfig):
     )
     """The dataset (re10k, acid or dl3dv)."""
     image_shape: tuple[int, int] = (256, 448)
-    """Height and width the images are rescaled and centre-cropped to."""
+    """Height and width the images are rescaled and centre-cropped to (see match_orientation)."""
+    match_orientation: bool = True
+    """Turn image_shape to the data's orientation (judged on the display scene): portrait captures are then
+    seen whole at (width, height) instead of as a centre strip of a landscape crop."""
     num_context_views: int = 12
     """Context views per training example."""
     num_target_views: int = 8
@@ -130,6 +136,7 @@ class FeedForwardDataManager(DataManager):
 
         self.display_reader = self.dataparser.reader(self.dataparser.split_name(config.display_split))
         keys = self.display_reader.keys()
+        self.options = dataclasses.replace(self.options, image_shape=self._oriented_image_shape())
         self.display_scene = config.display_scene or keys[0]
         if self.display_scene not in keys:
             raise ValueError(
@@ -143,6 +150,32 @@ class FeedForwardDataManager(DataManager):
         )
         self.eval_dataset = self.train_dataset
         super().__init__()
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(height, width) of the examples: the configured shape, turned to the data's orientation."""
+        return self.options.image_shape
+
+    def _oriented_image_shape(self) -> tuple[int, int]:
+        configured = tuple(self.config.image_shape)
+        keys = self.display_reader.keys()
+        key = self.config.display_scene or (keys[0] if keys else None)
+        if not self.config.match_orientation or key is None:
+            return configured
+        try:
+            scene = self.display_reader.scene(key)
+        except SceneError:  # the display scene's own checks report it
+            return configured
+        shape = oriented_shape(configured, (scene.height, scene.width))
+        if shape != configured:
+            CONSOLE.print(
+                f"{self.dataparser.config.data}: frames are {scene.height}x{scene.width} (height x width), "
+                f"image_shape {configured[0]}x{configured[1]} would keep a centre strip of them: using "
+                f"{shape[0]}x{shape[1]} (--pipeline.datamanager.match-orientation False keeps the configured "
+                "shape)",
+                markup=False,
+            )
+        return shape
 
     # ---- datasets (built on first use: ns-eval never touches the training split) -------------
     def _training_sampler(self) -> BoundedSampler:
@@ -277,11 +310,11 @@ class FeedForwardDataManager(DataManager):
         return batch_to(_batch_of_one(example)["context"], self.device)
 
     def get_train_rays_per_batch(self) -> int:
-        height, width = self.config.image_shape
+        height, width = self.image_shape
         return self.config.batch_size * self.config.num_target_views * height * width
 
     def get_eval_rays_per_batch(self) -> int:
-        height, width = self.config.image_shape
+        height, width = self.image_shape
         return self.config.num_target_views * height * width
 
     def get_datapath(self) -> Path:

@@ -60,7 +60,7 @@ def sweep_pipeline(
     """Rows of one trained pipeline (``FeedForwardPipeline``) over the given view counts."""
     rows = []
     device = torch.device(pipeline.device)
-    image_shape = tuple(pipeline.datamanager.config.image_shape)
+    image_shape = tuple(pipeline.datamanager.image_shape)
     for count in views:
         path = find_index_file(index_dir, count)
         if path is None:
