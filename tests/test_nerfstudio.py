@@ -395,3 +395,33 @@ def test_export_command_writes_any_scene(trained_run, tmp_path):
     ply = read_ply(out)
     assert 0 < len(ply["x"]) <= 3 * 64 * 128 and len([k for k in ply if k.startswith("f_rest_")]) == 45
     assert main(["export", "--load-config", config, "--output", str(out), "--scene", "no-such-scene"]) == 2
+
+
+def test_render_command_writes_a_fly_through_gif_without_ffmpeg(trained_run, tmp_path, monkeypatch):
+    """``zpressor-ns render``: the display scene flown along its context cameras, as a GIF written by Pillow."""
+    import shutil
+
+    from PIL import Image, ImageSequence
+
+    from zpressor_ns.cli import main
+
+    monkeypatch.setattr(shutil, "which", lambda *args, **kwargs: None)  # as on a machine without ffmpeg
+    config = trained_run.get_base_dir() / "config.yml"
+    gif, frames_dir = tmp_path / "flight.gif", tmp_path / "frames"
+    argv = ["render", "--load-config", str(config), "--output", str(gif), "--frames", "5"]
+    assert main([*argv, "--frames-dir", str(frames_dir)]) == 0
+    frames = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(Image.open(gif))]
+    assert len(frames) == 5 and frames[0].shape == (64, 128, 3)
+    assert len(list(frames_dir.glob("frame_*.png"))) == 5
+    # It starts at the first context camera (in frame order) and moves from there.
+    _, pipeline, _, _ = eval_setup(config, test_mode="inference")
+    datamanager = pipeline.datamanager
+    context = datamanager.display_context(datamanager.display_scene, datamanager.display_num_context)
+    first = context["index"][0].argmin()
+    views = {key: context[key][:, first : first + 1] for key in ("c2w", "K", "near", "far")}
+    with torch.no_grad():
+        expected = pipeline.model.render(pipeline.model.display_gaussians, views, (64, 128)).color[0, 0]
+    png = np.asarray(Image.open(frames_dir / "frame_0000.png"), dtype=np.float32) / 255
+    np.testing.assert_allclose(png, expected.permute(1, 2, 0).clamp(0, 1).numpy(), atol=1.5 / 255)
+    assert np.abs(frames[-1].astype(float) - frames[0].astype(float)).mean() > 1.0
+    assert main([*argv[:-2], "--output", str(tmp_path / "flight.mp4")]) == 2  # GIFs only, said before loading
