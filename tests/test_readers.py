@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from zpressor_ns.data import transforms_json
 from zpressor_ns.data.readers import LayoutError, detect_layout, open_dataset
 from zpressor_ns.data.scene import SceneError
 
@@ -387,9 +388,12 @@ def test_nerfstudio_single_scene_per_frame_intrinsics_and_distortion_warning(tmp
     assert detect_layout(scene_dir) == "nerfstudio"
     reader = open_dataset(scene_dir)
     assert reader.keys() == ["my_capture"]
+    transforms_json._DISTORTION_REPORTED.clear()
     with caplog.at_level(logging.WARNING):
         scene = reader.scene("my_capture")
         reader.scene("my_capture")
+        # A run opens one dataset with several readers (display, training, evaluation): still said once.
+        open_dataset(scene_dir).scene("my_capture")
     assert scene.K[1, 0, 0].item() == pytest.approx(0.5) and scene.K[0, 0, 0].item() == pytest.approx(0.9)
     assert sum("distortion" in r.message for r in caplog.records) == 1
 

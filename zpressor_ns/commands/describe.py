@@ -17,6 +17,7 @@ count, in total and per top-level module.
 With --json the output is exactly {"total_params": N, "modules": {name: N}}. The paper methods have
 116,072,834 (zpressor-depthsplat) and 114,587,522 (depthsplat) parameters, as the original code.
 """
+EXAMPLE = "zpressor-ns describe zpressor-depthsplat --json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

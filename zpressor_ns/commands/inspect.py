@@ -27,6 +27,7 @@ from the scene's first frame (slower: every frame file is opened).
 Exit status: 0 on success, 1 when some scenes could not be read or (with --check) have bad frames
 (reported on stderr), 2 when no layout is recognised at PATH.
 """
+EXAMPLE = "zpressor-ns inspect /data/re10k --split test"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--check", action="store_true", help="read every frame's header and report each bad frame"
     )
     parser.add_argument(
-        "--image-dir", default=None, help="image folder of transforms.json layouts (e.g. images_4)"
+        "--image-dir",
+        default=None,
+        help="image folder of transforms.json layouts, e.g. images_4 (default: DL3DV images_8, else as written)",
     )
 
 

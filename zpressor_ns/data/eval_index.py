@@ -14,6 +14,8 @@ Scenes too short for the rule are left out.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -91,6 +93,12 @@ class EvaluationIndex(Mapping[str, IndexEntry]):
         """(scene, count) of the entry with the fewest context views (ZPressor needs at least K)."""
         key = min(self.entries, key=lambda k: len(self.entries[k].context))
         return key, len(self.entries[key].context)
+
+    def digest(self) -> str:
+        """SHA-256 of what the index selects (scene keys with their context and target frames), whatever
+        the file's formatting or key order: two indices evaluate the same views exactly when it agrees."""
+        content = {key: [list(e.context), list(e.target)] for key, e in sorted(self.entries.items())}
+        return hashlib.sha256(json.dumps(content, separators=(",", ":")).encode()).hexdigest()
 
     def __getitem__(self, key: str) -> IndexEntry:
         return self.entries[key]

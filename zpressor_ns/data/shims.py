@@ -95,6 +95,20 @@ def rescale_and_crop(
     return cropped, crop @ K
 
 
+def oriented_shape(shape: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[int, int]:
+    """``shape`` = (height, width) turned to the orientation of frames of size ``frame_hw``.
+
+    A landscape shape on portrait frames (or the reverse) would centre-crop a strip of a third of the
+    frame or less (64x128 of 1920x1080 portrait frames keeps 28% of their height); turned, the whole
+    frame is seen. Square shapes or frames keep ``shape``.
+    """
+    height, width = shape
+    frame_height, frame_width = frame_hw
+    if height == width or frame_height == frame_width or (height > width) == (frame_height > frame_width):
+        return height, width
+    return width, height
+
+
 def flip_views(views: ViewSet) -> ViewSet:
     """Mirror a view set left-right: images, cameras (world x mirrored too) and intrinsics."""
     mirror = torch.diag(

@@ -214,6 +214,22 @@ def read_transforms_json(json_path: Path, key: str, image_dir: str | None) -> Tr
     return TransformsJsonScene(scene, distorted, missing)
 
 
+# Scenes whose distortion was reported: the notice is given once per process, where one dataset is opened by
+# several readers (display, training, evaluation).
+_DISTORTION_REPORTED: set[str] = set()
+
+
+def _report_distortion_once(source: str) -> None:
+    if _DISTORTION_REPORTED:
+        return
+    _DISTORTION_REPORTED.add(source)
+    logger.warning(
+        "%s: lens distortion coefficients are ignored (the model assumes pinhole images); undistort the "
+        "images for best results (e.g. ns-process-data). Said once; other scenes may have them too.",
+        source,
+    )
+
+
 class TransformsJsonReader:
     """Scenes given as ``{key: path of transforms.json}`` (DL3DV raw and Nerfstudio layouts)."""
 
@@ -227,7 +243,6 @@ class TransformsJsonReader:
         self.cache_size = cache_size
         self._json_paths = dict(scenes)
         self._keys = sorted(scenes)
-        self._warned_distortion = False
         self._warned_missing: set[str] = set()
         self._cache: OrderedDict[str, Scene] = OrderedDict()
 
@@ -258,13 +273,8 @@ class TransformsJsonReader:
                 "fix its transforms.json or drop the scene"
             ) from error
         scene = reading.scene
-        if reading.distorted and not self._warned_distortion:
-            logger.warning(
-                "%s: lens distortion coefficients are ignored (the model assumes pinhole images); "
-                "undistort the images for best results. Reported once per dataset.",
-                scene.source,
-            )
-            self._warned_distortion = True
+        if reading.distorted:
+            _report_distortion_once(scene.source)
         if reading.missing_images and key not in self._warned_missing:
             logger.warning(
                 "scene %r (%s): %d of %d frame images are missing (e.g. %s); using the other %d frames",

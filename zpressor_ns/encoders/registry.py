@@ -81,6 +81,10 @@ class PaperTable:
     """Scenes the paper averaged over (None: the whole index file)."""
     scores: Mapping[tuple[str, int], tuple[float, float, float]]
     """(method, context views) -> (PSNR, SSIM, LPIPS)."""
+    index_digests: Mapping[int, str] = field(default_factory=dict)
+    """Context views -> ``EvaluationIndex.digest()`` of the official index file the paper evaluated, so a
+    file is recognised by its content, never by its name (empty: only the name and scene count are checked).
+    The official files are not shipped; their digests identify them."""
 
 
 @dataclass(frozen=True)

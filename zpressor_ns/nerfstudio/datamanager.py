@@ -23,12 +23,14 @@ import torch
 import tyro
 from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch.utils.data import DataLoader
 
 from zpressor_ns.data.dataset import ExampleOptions, MultiSceneDataset, SharedStep, SourceGroupedShuffle
 from zpressor_ns.data.eval_index import EvaluationIndex, IndexEntry, build_evaluation_index, checked_keys
 from zpressor_ns.data.samplers import BoundedSampler
 from zpressor_ns.data.scene import SceneError
+from zpressor_ns.data.shims import oriented_shape
 from zpressor_ns.dataparsers import MULTISCENE_DATAPARSERS
 from zpressor_ns.dataparsers.multiscene import MultiSceneDataParser, example_outputs
 from zpressor_ns.types import Example, batch_to
@@ -68,7 +70,10 @@ class FeedForwardDataManagerConfig(DataManagerConfig):
     )
     """The dataset (re10k, acid or dl3dv)."""
     image_shape: tuple[int, int] = (256, 448)
-    """Height and width the images are rescaled and centre-cropped to."""
+    """Height and width the images are rescaled and centre-cropped to (see match_orientation)."""
+    match_orientation: bool = True
+    """Turn image_shape to the data's orientation (judged on the display scene): portrait captures are then
+    seen whole at (width, height) instead of as a centre strip of a landscape crop."""
     num_context_views: int = 12
     """Context views per training example."""
     num_target_views: int = 8
@@ -84,8 +89,9 @@ class FeedForwardDataManagerConfig(DataManagerConfig):
     max_fov_deg: float | None = 100.0
     """Training skips scenes wider than this field of view (the original's RE10K filter)."""
     eval_index: Path | None = None
-    """Evaluation index JSON ({scene: {context, target}}). Default: the dataset's standard file for
-    eval_num_context_views next to the data or in $ZPRESSOR_EVAL_INDEX_DIR, else built from the test split."""
+    """Evaluation index JSON ({scene: {context, target}}). Default: the dataset's index file for
+    eval_num_context_views (<dataset>_ctx_<N>v_tgt_*.json) in $ZPRESSOR_EVAL_INDEX_DIR, DATA/evaluation,
+    DATA/<dataset>_evaluation, DATA or beside DATA, else one built from the test split."""
     eval_num_context_views: int | None = None
     """Context views of the default evaluation index (default: num_context_views)."""
     max_eval_scenes: int | None = None
@@ -148,6 +154,7 @@ class FeedForwardDataManager(DataManager):
         self._eval_position = 0
         self._train_data: MultiSceneDataset | None = None
         self._eval_data: MultiSceneDataset | None = None
+        self._default_index: EvaluationIndex | None = None
 
         self.display_num_context = config.display_num_context_views or config.num_context_views
         try:
@@ -156,6 +163,7 @@ class FeedForwardDataManager(DataManager):
             raise UserError(f"invalid view counts: {error}") from None
         try:
             self.display_reader = self.dataparser.reader(self.dataparser.split_name(config.display_split))
+            self.options = dataclasses.replace(self.options, image_shape=self._oriented_image_shape())
             self._display_dataset = MultiSceneDataset(self.display_reader, sampler, self.options)
             self.display_scene, display = self._choose_display_scene()
             if test_mode == "val":  # training: find now what would stop it steps later
@@ -205,6 +213,32 @@ class FeedForwardDataManager(DataManager):
             "scene with --pipeline.datamanager.display-scene, or fix the data"
         )
 
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(height, width) of the examples: the configured shape, turned to the data's orientation."""
+        return self.options.image_shape
+
+    def _oriented_image_shape(self) -> tuple[int, int]:
+        configured = tuple(self.config.image_shape)
+        keys = self.display_reader.keys()
+        key = self.config.display_scene or (keys[0] if keys else None)
+        if not self.config.match_orientation or key is None:
+            return configured
+        try:
+            scene = self.display_reader.scene(key)
+        except SceneError:  # the display scene's own checks report it
+            return configured
+        shape = oriented_shape(configured, (scene.height, scene.width))
+        if shape != configured:
+            CONSOLE.print(
+                f"{self.dataparser.config.data}: frames are {scene.height}x{scene.width} (height x width), "
+                f"image_shape {configured[0]}x{configured[1]} would keep a centre strip of them: using "
+                f"{shape[0]}x{shape[1]} (--pipeline.datamanager.match-orientation False keeps the configured "
+                "shape)",
+                markup=False,
+            )
+        return shape
+
     # ---- datasets (built on first use: ns-eval never touches the training split) -------------
     def _training_sampler(self) -> BoundedSampler:
         """The original configuration's bounded sampler for this dataset at the configured view counts."""
@@ -252,30 +286,40 @@ class FeedForwardDataManager(DataManager):
         return MultiSceneDataset(reader, index, self.options, scene_keys=keys)
 
     def evaluation_index(self, reader) -> EvaluationIndex:
-        """The configured index, else the dataset's standard file, else one built by the original rule."""
+        """The configured index, else the dataset's own index file, else one built by the original rule
+        (once per data manager: the notice that it is built is given once)."""
         if self.config.eval_index is not None:
             return EvaluationIndex.load(self.config.eval_index)
+        if self._default_index is None:
+            self._default_index = self._find_or_build_index(reader)
+        return self._default_index
+
+    def _find_or_build_index(self, reader) -> EvaluationIndex:
         views = self.config.eval_num_context_views or self.config.num_context_views
         parser = self.dataparser.config
-        name = parser.standard_index_name.format(views=views)
-        folders = [parser.data, parser.data.parent]
-        if os.environ.get("ZPRESSOR_EVAL_INDEX_DIR"):
-            folders.insert(0, Path(os.environ["ZPRESSOR_EVAL_INDEX_DIR"]))
-        for folder in folders:
-            if (folder / name).is_file():
-                LOGGER.info("evaluating on the standard index %s", folder / name)
-                return EvaluationIndex.load(folder / name)
+        found = find_dataset_index(parser.data, parser.standard_index_name, views)
+        if found is not None:
+            LOGGER.info("evaluating on the dataset's index %s", found)
+            return EvaluationIndex.load(found)
+        targets, window = self.config.num_target_views, parser.evaluation_window
+        name = f"{dataset_prefix(parser.standard_index_name)}_ctx_{views}v_tgt_{targets}v_n{window}"
+        built = build_evaluation_index(reader, views, targets, window)
         LOGGER.warning(
-            "no evaluation index given and %s not found in %s: building one from the test split with the "
-            "original rule (%d context views, first %d frames)",
-            name,
-            ", ".join(str(f) for f in folders),
+            "no evaluation index for %d context views found (%s in %s): evaluating on %s, built from the "
+            "test split of %s by the original rule (%d scenes, %d context and %d target views in the first %d "
+            "frames); give one with --pipeline.datamanager.eval-index",
             views,
-            parser.evaluation_window,
+            parser.standard_index_name.format(views=views),
+            ", ".join(str(folder) for folder in index_folders(parser.data, parser.standard_index_name)),
+            name,
+            parser.data,
+            len(built),
+            views,
+            targets,
+            window,
         )
-        built = build_evaluation_index(reader, views, self.config.num_target_views, parser.evaluation_window)
         entries = {key: IndexEntry(tuple(v["context"]), tuple(v["target"])) for key, v in built.items()}
-        return EvaluationIndex(entries, f"built from {parser.data} (test split)")
+        return EvaluationIndex(entries, f"{name} (built from the test split of {parser.data})")
 
     # ---- Nerfstudio's DataManager contract --------------------------------------------------
     def setup_train(self) -> None:
@@ -345,11 +389,11 @@ class FeedForwardDataManager(DataManager):
         return batch_to(_batch_of_one(example)["context"], self.device)
 
     def get_train_rays_per_batch(self) -> int:
-        height, width = self.config.image_shape
+        height, width = self.image_shape
         return self.config.batch_size * self.config.num_target_views * height * width
 
     def get_eval_rays_per_batch(self) -> int:
-        height, width = self.config.image_shape
+        height, width = self.image_shape
         return self.config.num_target_views * height * width
 
     def get_datapath(self) -> Path:
@@ -357,6 +401,41 @@ class FeedForwardDataManager(DataManager):
 
     def get_param_groups(self) -> dict:
         return {}
+
+
+def dataset_prefix(standard_index_name: str) -> str:
+    """ "re10k" of "re10k_ctx_{views}v_tgt_8v_n200.json": how a dataset's index files start."""
+    return standard_index_name.split("_ctx_", 1)[0]
+
+
+def index_folders(data: Path, standard_index_name: str) -> list[Path]:
+    """Where a dataset's index files are looked for, in order: $ZPRESSOR_EVAL_INDEX_DIR, DATA/evaluation
+    (make-synthetic), DATA/<dataset>_evaluation (the official assets' folder name), DATA, beside DATA."""
+    data = Path(data)
+    folders = [
+        data / "evaluation",
+        data / f"{dataset_prefix(standard_index_name)}_evaluation",
+        data,
+        data.parent,
+    ]
+    if os.environ.get("ZPRESSOR_EVAL_INDEX_DIR"):
+        folders.insert(0, Path(os.environ["ZPRESSOR_EVAL_INDEX_DIR"]))
+    return folders
+
+
+def find_dataset_index(data: Path, standard_index_name: str, views: int) -> Path | None:
+    """The dataset's index file for ``views`` context views: the standard name (e.g. the official
+    re10k_ctx_12v_tgt_8v_n200.json) first, else any <dataset>_ctx_<views>v_tgt_<T>v_n<W>.json (make-synthetic
+    writes windows shorter than 200 frames), in the first folder of :func:`index_folders` holding one."""
+    standard = standard_index_name.format(views=views)
+    pattern = f"{dataset_prefix(standard_index_name)}_ctx_{views}v_tgt_*v_n*.json"
+    for folder in index_folders(data, standard_index_name):
+        if (folder / standard).is_file():
+            return folder / standard
+        matches = sorted(folder.glob(pattern)) if folder.is_dir() else []
+        if matches:
+            return matches[0]
+    return None
 
 
 class _SizedBatches:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 import typing
 from dataclasses import dataclass, field
@@ -38,6 +39,12 @@ from zpressor_ns.nerfstudio.datamanager import (
     scene_error_message,
 )
 from zpressor_ns.nerfstudio.model import FeedForwardModelConfig, FeedForwardSplatModel
+from zpressor_ns.nerfstudio.viewer_cameras import (
+    ViewerPose,
+    context_camera_pose,
+    draw_context_cameras,
+    move_client_camera,
+)
 
 LOGGER = logging.getLogger(__name__)
 MAX_SCENE_CHOICES = 300
@@ -98,7 +105,8 @@ class FeedForwardPipeline(Pipeline):
             )
             dist.barrier(device_ids=[local_rank])
         # Viewer controls (installed by Nerfstudio's viewer under "Custom Elements").
-        self.viewer_control = _ViewerHook(on_ready=self._draw_display_cameras)
+        self.viewer_control = _ViewerHook(on_ready=self._on_viewer_ready)
+        self._loaded_step = 0
         # A dropdown of thousands of test scenes is unusable: offer the first few hundred (and the shown one).
         scenes = self.datamanager.display_scene_keys()[:MAX_SCENE_CHOICES]
         if self.datamanager.display_scene not in scenes:
@@ -260,25 +268,60 @@ class FeedForwardPipeline(Pipeline):
                 "checkpoint does not match this model (method/preset differ?): " + str(error).splitlines()[0]
             ) from error
         self.model.update_to_step(step)
+        self._loaded_step = step
         self.refresh_display()
 
     def refresh_display(self, step: int | None = None) -> None:
         """Predict the displayed scene from its context views and draw its anchor cameras."""
-        self._display_context = self.datamanager.display_context(
-            self.scene_dropdown.value, int(self.context_slider.value)
-        )
+        key = self.scene_dropdown.value
+        self._display_context = self.datamanager.display_context(key, int(self.context_slider.value))
         self.model.set_display_scene(self._display_context)
+        self._display_key = key
         self._draw_display_cameras()
 
     def _on_display_change(self) -> None:
-        """Viewer callback: predict the chosen scene with the chosen number of context views."""
+        """Viewer callback: predict the chosen scene with the chosen number of context views (a new
+        scene also moves the browsers' cameras to its first context camera)."""
         viewer = getattr(self.viewer_control, "viewer", None)
         lock = getattr(viewer, "train_lock", None) or contextlib.nullcontext()
+        shown = self._display_key
         with lock:
             try:
                 self.refresh_display()
             except SceneError as error:  # e.g. more context views than the scene has frames
                 LOGGER.warning("cannot display %s: %s", self.scene_dropdown.value, error)
+                return
+        server = getattr(self.viewer_control, "viser_server", None)
+        if server is not None and self._display_key != shown:
+            for client in server.get_clients().values():
+                move_client_camera(client, self._start_pose())
+
+    def _on_viewer_ready(self, viewer) -> None:
+        """Once Nerfstudio's viewer is up: draw the context cameras and start every browser at the scene.
+
+        Without a trainer (ns-viewer, ``zpressor-ns view``) the session only views a finished run: show
+        the run's step and no pause/resume buttons, which would do nothing.
+        """
+        if viewer.trainer is None:
+            viewer.pause_train.visible = False
+            viewer.resume_train.visible = False
+            viewer.update_step(self._loaded_step)
+        viewer.viser_server.on_client_connect(self._start_client_at_scene)
+        self._draw_display_cameras()
+
+    def _start_pose(self) -> ViewerPose:
+        return context_camera_pose(self._display_context, self.model.display_gaussians.means)
+
+    def _start_client_at_scene(self, client) -> None:
+        """Move a new browser's camera to the display scene's first context camera once it reports its own."""
+        started = threading.Event()
+
+        def on_first_update(_) -> None:
+            if not started.is_set():
+                started.set()
+                move_client_camera(client, self._start_pose())
+
+        client.camera.on_update(on_first_update)
 
     def _draw_display_cameras(self) -> None:
         """Anchor and support frustums of the displayed scene (once the viewer is up)."""
@@ -286,8 +329,6 @@ class FeedForwardPipeline(Pipeline):
         gaussians = self.model.display_gaussians
         if server is None or gaussians is None:
             return
-        from zpressor_ns.nerfstudio.viewer_cameras import draw_context_cameras
-
         self._camera_handles = draw_context_cameras(
             server, self._display_context, gaussians.anchors, self._camera_handles
         )
@@ -338,4 +379,4 @@ class _ViewerHook(ViewerControl):
 
     def _setup(self, viewer) -> None:
         super()._setup(viewer)
-        self._on_ready()
+        self._on_ready(viewer)
