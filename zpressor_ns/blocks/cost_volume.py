@@ -28,6 +28,21 @@ def nearest_views(c2w: Float[Tensor, "batch view 4 4"], count: int) -> Int64[Ten
     return order[..., :count][..., 1:]
 
 
+def all_other_views(
+    batch: int, views: int, cyclic: bool = False, device: torch.device | str | None = None
+) -> Int64[Tensor, "batch view neighbour"]:
+    """For each view, every other view: ascending (MVSplat's transformer) or cyclic, v+1, v+2, ... mod V
+    (MVSplat's cost volume, one neighbour per rotation of the views). The order fixes float rounding and
+    the transformer's shift-mask layout, so it follows the original's."""
+    view = torch.arange(views, device=device)
+    offsets = torch.arange(1, views, device=device)
+    if cyclic:
+        others = (view[:, None] + offsets[None, :]) % views
+    else:  # skip the view itself: v' < v stays, v' >= v moves up by one
+        others = offsets[None, :] - 1 + (offsets[None, :] - 1 >= view[:, None]).long()
+    return others.expand(batch, views, views - 1)
+
+
 def inverse_depth_candidates(
     near: Float[Tensor, "*batch"], far: Float[Tensor, "*batch"], count: int
 ) -> Float[Tensor, "*batch candidate"]:
