@@ -208,7 +208,7 @@ def test_weights_option_assigns_files_to_methods(modules, tmp_path):
     with pytest.raises(SystemExit, match="no such file"):
         efficiency.weights_for("depthsplat", [str(tmp_path / "missing.ckpt")])
     with pytest.raises(SystemExit, match="unknown method"):
-        efficiency.weights_for("depthsplat", [f"mvsplat={checkpoint}"])
+        efficiency.weights_for("depthsplat", [f"splatter={checkpoint}"])
 
 
 def test_measure_calls_excludes_warmup_and_returns_the_last_result(modules):

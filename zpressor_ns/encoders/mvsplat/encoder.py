@@ -34,6 +34,7 @@ from zpressor_ns.blocks.mv_transformer import MultiViewTransformer
 from zpressor_ns.blocks.position import add_window_position
 from zpressor_ns.blocks.unet import UNET_PRESETS, ConvUNetRegressor, UNetConfig
 from zpressor_ns.encoders.base import AnchorCount, EncoderConfig, EncoderOutput, FeedForwardEncoder
+from zpressor_ns.encoders.memory import MemoryEstimate
 from zpressor_ns.gaussian_adapter import decode_depth_scaled_gaussians, num_depth_scaled_channels
 
 # The CNN's output stride: depth is predicted on this grid and refined to full resolution.
@@ -208,12 +209,14 @@ class MVSplatEncoder(FeedForwardEncoder):
             clusters=views.clusters,
         )
 
-    def estimate_peak_bytes(self, batch: int, views: int, height: int, width: int, anchors: int) -> float:
+    def estimate_memory(
+        self, batch: int, views: int, height: int, width: int, anchors: int
+    ) -> MemoryEstimate:
         from zpressor_ns.encoders.mvsplat.memory_budget import estimate_memory
 
         return estimate_memory(
             self.config, views, anchors, height, width, weight_bytes=self.weight_bytes(), batch=batch
-        ).peak
+        )
 
     def _view_features(
         self, images: Float[Tensor, "batch view 3 height width"]
