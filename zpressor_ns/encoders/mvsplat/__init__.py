@@ -20,7 +20,7 @@ def recipe(use_zpressor: bool, preset: str) -> TrainingRecipe:
     common = dict(lr=2e-4, optimizer="adam", weight_decay=0.0, schedule="one_cycle", lpips_weight=0.05)
     if preset == "small":
         return TrainingRecipe(
-            image_shape=(64, 64),
+            image_shape=(64, 128),
             num_context_views=6,
             num_target_views=4,
             max_steps=3_000,
