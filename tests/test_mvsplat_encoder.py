@@ -11,6 +11,7 @@ import torch
 from live_tensors import LiveTensorBytes
 
 from zpressor_ns.blocks.position import add_window_position
+from zpressor_ns.blocks.unet import CrossViewAttention
 from zpressor_ns.encoders import build_encoder
 from zpressor_ns.encoders.memory import BYTES_PER_GB
 from zpressor_ns.encoders.mvsplat.encoder import MVSplatEncoder
@@ -181,3 +182,29 @@ def test_inputs_the_encoder_cannot_take_are_refused(zp_encoder, base_encoder) ->
     images, c2w, k, near, far = scene(4, seed=8, height=40, width=48)
     with pytest.raises(ValueError, match=r"not a multiple of 16.*\(32, 48\)"):
         zp_encoder(images, c2w, k, near, far)
+
+
+def test_unet_groups_follow_the_originals_fixed_frame_count(base_encoder) -> None:
+    """unet_group_size=F: with V views, view v attends with v + V/F, v + 2V/F, ... (the original's
+    (view, batch) layout cut into rows of F), each group on its own; outputs come back in view order."""
+    encoder = variant(base_encoder, unet_group_size=2)
+    with torch.no_grad():  # attention that weighs: its closing norm at 1, sharper scores
+        for block in encoder.depth_refiner.modules():
+            if isinstance(block, CrossViewAttention):
+                block.norm.weight.fill_(1.0)
+                block.qkv.weight.mul_(8.0)
+    x = torch.randn(2 * 6, 3 + 16 + 2, H, W)  # two scenes of six views, the depth refiner's input
+    with torch.no_grad():
+        grouped = encoder._across_views(encoder.depth_refiner, x, 2, 6).unflatten(0, (2, 6))
+        scenes = x.unflatten(0, (2, 6))
+        for scene_index in range(2):
+            for views in ([0, 3], [1, 4], [2, 5]):
+                alone = encoder.depth_refiner(scenes[scene_index, views], 2)
+                torch.testing.assert_close(grouped[scene_index, views], alone, rtol=0, atol=1e-5)
+        joint = encoder.depth_refiner(x, 6).unflatten(0, (2, 6))
+    assert not torch.allclose(grouped, joint, atol=1e-3)  # the randomised attention mixes views
+    images, c2w, k, near, far = scene(5, seed=9)
+    with pytest.raises(ValueError, match="unet_group_size=2 needs a multiple of 2 kept views, got 5"):
+        encoder(images, c2w, k, near, far)
+    with pytest.raises(ValueError, match="unet_group_size must be at least 1"):
+        build_encoder("mvsplat", "small", unet_group_size=0)

@@ -58,6 +58,16 @@ class MVSplatConfig(EncoderConfig):
     sh_degree: int = 4
     scale_min: float = 0.5
     scale_max: float = 15.0
+    unet_group_size: int | None = None
+    """None: the U-Nets' attention spans all kept views of a scene (training; every ZPressor run). An int F
+    reproduces the original's fixed ``num_frames=F`` with V views: view v attends with v + V/F, v + 2V/F,
+    ... only. The original's baseline test script (test_re10k_base.py) leaves F at 2 for its 36-view
+    evaluation, which the paper's baseline scores come from."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.unet_group_size is not None and self.unet_group_size < 1:
+            raise ValueError(f"unet_group_size must be at least 1, got {self.unet_group_size}")
 
     @property
     def required_multiple(self) -> int:
@@ -169,7 +179,7 @@ class MVSplatEncoder(FeedForwardEncoder):
 
         mv, features = mv.flatten(0, 1), features.flatten(0, 1)
         matching_in = torch.cat((cost.flatten(0, 1), mv), dim=1)
-        matching = self.cost_refiner(matching_in, k) + self.cost_residual(matching_in)
+        matching = self._across_views(self.cost_refiner, matching_in, b, k) + self.cost_residual(matching_in)
         probabilities = torch.softmax(self.depth_head(matching), dim=1)  # [bk, d, h4, w4]
         coarse = (candidates.flatten(0, 1)[:, :, None, None] * probabilities).sum(dim=1, keepdim=True)
         confidence = F.interpolate(probabilities.amax(dim=1, keepdim=True), scale_factor=FEATURE_STRIDE)
@@ -177,8 +187,11 @@ class MVSplatEncoder(FeedForwardEncoder):
 
         upsampled = self.feature_upsampler(torch.cat((mv, features), dim=1))  # [bk, c, h, w]
         rgb = images.flatten(0, 1)
-        refined = self.depth_refiner(
-            torch.cat((rgb, self.feature_projection(upsampled), coarse, confidence), dim=1), k
+        refined = self._across_views(
+            self.depth_refiner,
+            torch.cat((rgb, self.feature_projection(upsampled), coarse, confidence), dim=1),
+            b,
+            k,
         )
         raw = self.gaussian_head(torch.cat((refined, rgb, upsampled), dim=1))
         correction, density = self.disparity_head(refined).split(1, dim=1)
@@ -217,6 +230,29 @@ class MVSplatEncoder(FeedForwardEncoder):
         return estimate_memory(
             self.config, views, anchors, height, width, weight_bytes=self.weight_bytes(), batch=batch
         )
+
+    def _across_views(
+        self,
+        unet: ConvUNetRegressor,
+        x: Float[Tensor, "batch_view channel height width"],
+        batch: int,
+        views: int,
+    ) -> Float[Tensor, "batch_view out_channel height width"]:
+        """A U-Net over each scene's views, in attention groups of ``unet_group_size`` (default: all)."""
+        size = self.config.unet_group_size
+        if size is None or size == views:
+            return unet(x, views)
+        if views % size:
+            raise ValueError(
+                f"unet_group_size={size} needs a multiple of {size} kept views, got {views} (the original "
+                "cannot run this setting either)"
+            )
+        # The original's (view, batch) layout split into rows of ``size``: view v joins v + V/F, v + 2V/F, ...
+        stride = views // size
+        order = torch.arange(views, device=x.device).view(size, stride).T.flatten()
+        grouped = x.unflatten(0, (batch, views))[:, order].flatten(0, 1)
+        out = unet(grouped, size).unflatten(0, (batch, views))
+        return out[:, torch.argsort(order)].flatten(0, 1)
 
     def _view_features(
         self, images: Float[Tensor, "batch view 3 height width"]
