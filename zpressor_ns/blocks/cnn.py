@@ -54,7 +54,6 @@ class CNNEncoder(nn.Module):
         self.layer1 = self._stage(c1, c1, stride=1)
         self.layer2 = self._stage(c1, c2, stride=2)
         self.layer3 = self._stage(c2, c3, stride=last_stride)
-        self.stride = 4 * last_stride
         self.conv2 = nn.Conv2d(c3, out_channels, 1)
         self.channels = (c1, c2, out_channels)
         for module in self.modules():
@@ -70,7 +69,7 @@ class CNNEncoder(nn.Module):
     def forward(
         self, images: Float[Tensor, "n 3 height width"]
     ) -> tuple[Float[Tensor, "n c1 h2 w2"], Float[Tensor, "n c2 h4 w4"], Float[Tensor, "n c3 hs ws"]]:
-        """Features at 1/2, 1/4 and 1/``stride`` resolution (fine to coarse)."""
+        """Features at 1/2, 1/4 and 1/(4 ``last_stride``) resolution (fine to coarse)."""
         half = self.layer1(self.relu1(self.norm1(self.conv1(images))))
         quarter = self.layer2(half)
         last = self.conv2(self.layer3(quarter))
