@@ -80,6 +80,14 @@ class FeedForwardDataManagerConfig(DataManagerConfig):
     """Target views per training example."""
     batch_size: int = 1
     """Scenes per step and process."""
+    near: float | None = None
+    """Near depth bound given to the model, set by methods whose original has its own (MVSplat: 1);
+    None: the dataparser's (the dataset's default)."""
+    far: float | None = None
+    """Far depth bound, likewise (MVSplat: 100); None: the dataparser's."""
+    view_sampler: str | None = None
+    """Training view-sampler preset (``zpressor_ns.data.samplers``), set by methods whose original samples
+    views its own way (MVSplat: "mvsplat"); None: the dataset's (the dataparser's ``dataset``)."""
     num_workers: int = 4
     """DataLoader worker processes (0: load in the training process)."""
     augment: bool = True
@@ -143,8 +151,8 @@ class FeedForwardDataManager(DataManager):
         self.dataparser: MultiSceneDataParser = parser_config.setup()
         self.options = ExampleOptions(
             image_shape=tuple(config.image_shape),
-            near=parser_config.near,
-            far=parser_config.far,
+            near=parser_config.near if config.near is None else config.near,
+            far=parser_config.far if config.far is None else config.far,
             augment=False,
             resize_mode=config.resize_mode,
             background=tuple(background_color),
@@ -241,9 +249,12 @@ class FeedForwardDataManager(DataManager):
 
     # ---- datasets (built on first use: ns-eval never touches the training split) -------------
     def _training_sampler(self) -> BoundedSampler:
-        """The original configuration's bounded sampler for this dataset at the configured view counts."""
+        """The original configuration's bounded sampler (the method's, else the dataset's) at the configured
+        view counts."""
         return BoundedSampler.preset(
-            self.dataparser.config.dataset, self.config.num_context_views, self.config.num_target_views
+            self.config.view_sampler or self.dataparser.config.dataset,
+            self.config.num_context_views,
+            self.config.num_target_views,
         )
 
     @property
