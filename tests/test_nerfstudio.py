@@ -69,11 +69,21 @@ def test_mvsplat_methods_carry_the_original_recipe(method):
     assert (small.near, small.far, small.view_sampler) == (None, None, None)
 
 
-def test_the_methods_depth_range_and_sampler_reach_the_examples(synthetic_root, method_config, tmp_path):
+def test_the_methods_depth_range_and_sampler_reach_the_examples(method_config, tmp_path):
     from zpressor_ns.data.samplers import BoundedSampler
+    from zpressor_ns.data.synthetic import SyntheticConfig, make_synthetic
 
-    config = method_config("zpressor-mvsplat-small", synthetic_root, tmp_path, steps=1)
+    # MVSplat's sampler has no warm-up: its context gap is >= 45 from step 0, so scenes need 46+ frames.
+    root = tmp_path / "long_scenes"
+    make_synthetic(
+        root,
+        SyntheticConfig(
+            seed=3, num_train_scenes=1, num_test_scenes=1, re10k_frames=60, layouts=("re10k",), eval_context_views=(6,)
+        ),
+    )
+    config = method_config("zpressor-mvsplat-small", root, tmp_path, steps=1)
     datamanager = config.pipeline.datamanager
+    datamanager.eval_index = root / "re10k" / "evaluation" / "re10k_ctx_6v_tgt_8v_n60.json"
     datamanager.near, datamanager.far, datamanager.view_sampler = 2.0, 50.0, "mvsplat"
     manager = datamanager.setup(device="cpu")
     assert (manager.options.near, manager.options.far) == (2.0, 50.0)  # over the dataparser's
