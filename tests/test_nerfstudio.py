@@ -69,35 +69,28 @@ def test_mvsplat_methods_carry_the_original_recipe(method):
     assert (small.near, small.far, small.view_sampler) == (None, None, None)
 
 
-def test_the_methods_depth_range_and_sampler_reach_the_examples(method_config, tmp_path):
+def test_the_methods_depth_range_and_sampler_reach_the_examples(synthetic_root, method_config, tmp_path):
     from zpressor_ns.data.samplers import BoundedSampler
-    from zpressor_ns.data.synthetic import SyntheticConfig, make_synthetic
+    from zpressor_ns.nerfstudio.datamanager import UserError
 
-    # MVSplat's sampler has no warm-up: its context gap is >= 45 from step 0, so scenes need 46+ frames.
-    root = tmp_path / "long_scenes"
-    make_synthetic(
-        root,
-        SyntheticConfig(
-            seed=3, num_train_scenes=1, num_test_scenes=1, re10k_frames=60, layouts=("re10k",), eval_context_views=(6,)
-        ),
-    )
-    config = method_config("zpressor-mvsplat-small", root, tmp_path, steps=1)
+    config = method_config("zpressor-mvsplat-small", synthetic_root, tmp_path, steps=1)
     datamanager = config.pipeline.datamanager
-    datamanager.eval_index = root / "re10k" / "evaluation" / "re10k_ctx_6v_tgt_8v_n60.json"
-    datamanager.near, datamanager.far, datamanager.view_sampler = 2.0, 50.0, "mvsplat"
+    datamanager.near, datamanager.far = 2.0, 50.0
     manager = datamanager.setup(device="cpu")
     assert (manager.options.near, manager.options.far) == (2.0, 50.0)  # over the dataparser's
-    assert manager._training_sampler() == BoundedSampler.preset("mvsplat", 6, 4)
     context = manager.display_context(manager.display_scene, 6)
     assert torch.equal(context["near"], torch.full((1, 6), 2.0))
     assert torch.equal(context["far"], torch.full((1, 6), 50.0))
-    datamanager.near = datamanager.far = datamanager.view_sampler = None
+    assert manager._training_sampler() == BoundedSampler.preset("re10k", 6, 4)  # the dataset's
+    datamanager.near = datamanager.far = None
     manager = datamanager.setup(device="cpu")
-    assert (manager.options.near, manager.options.far) == (
-        datamanager.dataparser.near,
-        datamanager.dataparser.far,
-    )
-    assert manager._training_sampler() == BoundedSampler.preset("re10k", 6, 4)
+    parser = datamanager.dataparser
+    assert (manager.options.near, manager.options.far) == (parser.near, parser.far)
+    # MVSplat's sampler (gaps 45-192 from step 0) replaces the dataset's: the 40-frame synthetic scenes
+    # are too short for it, and the datamanager says so before training starts.
+    datamanager.view_sampler = "mvsplat"
+    with pytest.raises(UserError, match=r"needs at least 46 \(context gap >= 45 at step 0\)"):
+        datamanager.setup(device="cpu")
 
 
 def documented_ns_train_commands() -> list[list[str]]:

@@ -77,6 +77,36 @@ def test_no_score_for_an_index_only_named_like_the_official_file(tmp_path):
     assert compare_with_paper("zpressor-depthsplat", 12, path, index, (256, 448), list(index)).score is None
 
 
+# MVSplat's tables: RE10K (Table 2) and ACID (Table A) with the ACID files of MVSplat's own folder.
+MVSPLAT_FILES = (
+    ("re10k_evaluation", "re10k_ctx_{}v_tgt_8v_n200.json"),
+    ("acid_evaluation_mvsplat", "acid_ctx_{}v_tgt_8v_n200.json"),
+)
+
+
+@pytest.mark.parametrize(("table", "views"), [(t, v) for t in range(2) for v in (8, 16, 24, 36)])
+def test_mvsplat_digests_identify_the_official_files(table, views):
+    folder, name = MVSPLAT_FILES[table]
+    path = SHARED / "eval_index" / folder / name.format(views)
+    if not path.is_file():
+        pytest.skip(f"official index file {path} not present")
+    assert EvaluationIndex.load(path).digest() == paper_tables("zpressor-mvsplat")[table].index_digests[views]
+
+
+def test_mvsplat_acid_scores_need_mvsplats_own_index_files():
+    """DepthSplat's ACID files carry the same names with other frames: Table A applies to MVSplat's only."""
+    ours = SHARED / "eval_index" / "acid_evaluation_mvsplat" / "acid_ctx_36v_tgt_8v_n200.json"
+    depthsplats = SHARED / "eval_index" / "acid_evaluation" / "acid_ctx_36v_tgt_8v_n200.json"
+    if not (ours.is_file() and depthsplats.is_file()):
+        pytest.skip(f"official index files {ours} / {depthsplats} not present")
+    index = EvaluationIndex.load(ours)
+    score = compare_with_paper("zpressor-mvsplat", 36, ours, index, (256, 256), list(index)).score
+    assert (score.psnr, score.ssim, score.lpips) == (28.16, 0.853, 0.145) and "Table A" in score.source
+    index = EvaluationIndex.load(depthsplats)
+    comparison = compare_with_paper("mvsplat", 36, depthsplats, index, (256, 256), list(index))
+    assert comparison.score is None and "content differs" in comparison.reason
+
+
 @pytest.mark.parametrize(
     ("method", "views", "name", "image_shape", "reason"),
     [
