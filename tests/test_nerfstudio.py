@@ -21,9 +21,10 @@ from nerfstudio.scripts.eval import ComputePSNR  # noqa: E402
 from nerfstudio.scripts.train import train_loop  # noqa: E402
 from nerfstudio.utils.eval_utils import eval_setup  # noqa: E402
 
-from zpressor_ns.render import render_gaussians
+from zpressor_ns.encoders.registry import registered_method_names  # noqa: E402
+from zpressor_ns.render import render_gaussians  # noqa: E402
 
-METHODS = {"zpressor-depthsplat", "depthsplat", "zpressor-depthsplat-small", "depthsplat-small"}
+METHODS = set(registered_method_names())
 DATAPARSERS = {"re10k", "acid", "dl3dv"}
 
 
@@ -46,6 +47,47 @@ def test_methods_and_dataparsers_are_registered():
     assert all(isinstance(spec, DataParserSpecification) for spec in parsers.values())
     assert (parsers["re10k"].config.near, parsers["re10k"].config.far) == (1.0, 200.0)
     assert parsers["dl3dv"].config.evaluation_window == 50
+
+
+@pytest.mark.parametrize("method", ["zpressor-mvsplat", "mvsplat"])
+def test_mvsplat_methods_carry_the_original_recipe(method):
+    """MVSplat's own depth range and view sampler come from the method (whatever the dataset's defaults);
+    optimiser, schedule, losses and evaluation views are the original's (mvsplat/README, configs, test_re10k.py)."""
+    config = all_methods[method]
+    datamanager, model = config.pipeline.datamanager, config.pipeline.model
+    assert (datamanager.near, datamanager.far, datamanager.view_sampler) == (1.0, 100.0, "mvsplat")
+    assert datamanager.image_shape == (256, 256) and datamanager.eval_num_context_views == 36
+    views = (12, 8, 1) if method == "zpressor-mvsplat" else (4, 4, 14)
+    assert (datamanager.num_context_views, datamanager.num_target_views, datamanager.batch_size) == views
+    assert (model.method, model.preset) == (method, "paper")
+    assert (model.lpips_weight, model.ib_weight, model.intermediate_weight) == (0.05, 0.0, 0.0)
+    optimizer = config.optimizers["encoder"]["optimizer"]
+    assert (optimizer.lr, optimizer.weight_decay, optimizer.max_grad_norm) == (2e-4, 0.0, 0.5)  # Adam
+    assert config.optimizers["encoder"]["scheduler"].max_steps == config.max_num_iterations == 300_001
+    # The small presets train on the dataset's own depth range and sampler (synthetic scenes are short).
+    small = all_methods[f"{method}-small"].pipeline.datamanager
+    assert (small.near, small.far, small.view_sampler) == (None, None, None)
+
+
+def test_the_methods_depth_range_and_sampler_reach_the_examples(synthetic_root, method_config, tmp_path):
+    from zpressor_ns.data.samplers import BoundedSampler
+
+    config = method_config("zpressor-mvsplat-small", synthetic_root, tmp_path, steps=1)
+    datamanager = config.pipeline.datamanager
+    datamanager.near, datamanager.far, datamanager.view_sampler = 2.0, 50.0, "mvsplat"
+    manager = datamanager.setup(device="cpu")
+    assert (manager.options.near, manager.options.far) == (2.0, 50.0)  # over the dataparser's
+    assert manager._training_sampler() == BoundedSampler.preset("mvsplat", 6, 4)
+    context = manager.display_context(manager.display_scene, 6)
+    assert torch.equal(context["near"], torch.full((1, 6), 2.0))
+    assert torch.equal(context["far"], torch.full((1, 6), 50.0))
+    datamanager.near = datamanager.far = datamanager.view_sampler = None
+    manager = datamanager.setup(device="cpu")
+    assert (manager.options.near, manager.options.far) == (
+        datamanager.dataparser.near,
+        datamanager.dataparser.far,
+    )
+    assert manager._training_sampler() == BoundedSampler.preset("re10k", 6, 4)
 
 
 def documented_ns_train_commands() -> list[list[str]]:
@@ -87,7 +129,7 @@ def test_train_writes_checkpoint_and_resumes(trained_run, synthetic_root, method
     state = torch.load(trained_run.get_checkpoint_dir() / checkpoints[0], map_location="cpu")  # weights-only
     before = state["pipeline"]["_model.encoder.gaussian_head.2.weight"].clone()
 
-    resumed = method_config("zpressor-depthsplat-small", synthetic_root, trained_run.output_dir, steps=2)
+    resumed = method_config(trained_run.method_name, synthetic_root, trained_run.output_dir, steps=2)
     resumed.timestamp = "resumed"
     resumed.load_dir = trained_run.get_checkpoint_dir()
     train_loop(local_rank=0, world_size=1, config=resumed)
@@ -105,7 +147,7 @@ def test_ns_eval_scores_the_index(trained_run, tmp_path):
     ).main()
     report = json.loads((tmp_path / "eval.json").read_text())
     results = report["results"]
-    assert report["method_name"] == "zpressor-depthsplat-small"
+    assert report["method_name"] == trained_run.method_name
     assert results["num_scenes"] == 2
     for metric in ("psnr", "ssim"):
         assert np.isfinite(results[metric]) and np.isfinite(results[f"{metric}_std"])

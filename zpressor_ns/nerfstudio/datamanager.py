@@ -27,7 +27,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch.utils.data import DataLoader
 
 from zpressor_ns.data.dataset import ExampleOptions, MultiSceneDataset, SharedStep, SourceGroupedShuffle
-from zpressor_ns.data.eval_index import EvaluationIndex, IndexEntry, build_evaluation_index
+from zpressor_ns.data.eval_index import EvaluationIndex, IndexEntry, build_evaluation_index, checked_keys
 from zpressor_ns.data.samplers import BoundedSampler
 from zpressor_ns.data.scene import SceneError
 from zpressor_ns.data.shims import oriented_shape
@@ -36,6 +36,25 @@ from zpressor_ns.dataparsers.multiscene import MultiSceneDataParser, example_out
 from zpressor_ns.types import Example, batch_to
 
 LOGGER = logging.getLogger(__name__)
+MAX_DISPLAY_TRIES = 20  # test scenes tried in turn when the default display scene cannot be shown
+
+
+class UserError(SystemExit):
+    """A mistake in the data or options, reported as one message without a traceback.
+
+    Python prints a SystemExit's message to stderr and exits with status 1, which is how Nerfstudio's
+    own scripts report such problems (``sys.exit``); ns-train and ns-eval let it through untouched.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"zpressor-ns: {message}")
+
+
+def scene_error_message(error: SceneError) -> str:
+    """The message of a SceneError, also when a DataLoader worker re-raised it with its traceback."""
+    last_line = str(error).strip().splitlines()[-1]
+    return last_line.split("SceneError: ", 1)[-1] if "Original Traceback" in str(error) else str(error)
+
 
 # Only multi-scene parsers make sense here: offer exactly those as the subcommand after the method.
 MultiSceneParserUnion = tyro.conf.OmitSubcommandPrefixes[
@@ -61,6 +80,14 @@ class FeedForwardDataManagerConfig(DataManagerConfig):
     """Target views per training example."""
     batch_size: int = 1
     """Scenes per step and process."""
+    near: float | None = None
+    """Near depth bound given to the model, set by methods whose original has its own (MVSplat: 1);
+    None: the dataparser's (the dataset's default)."""
+    far: float | None = None
+    """Far depth bound, likewise (MVSplat: 100); None: the dataparser's."""
+    view_sampler: str | None = None
+    """Training view-sampler preset (``zpressor_ns.data.samplers``), set by methods whose original samples
+    views its own way (MVSplat: "mvsplat"); None: the dataset's (the dataparser's ``dataset``)."""
     num_workers: int = 4
     """DataLoader worker processes (0: load in the training process)."""
     augment: bool = True
@@ -109,8 +136,10 @@ class FeedForwardDataManager(DataManager):
         test_mode: Literal["test", "val", "inference"] = "val",
         world_size: int = 1,
         local_rank: int = 0,
+        background_color: tuple[float, float, float] = (0.0, 0.0, 0.0),
         **kwargs,
     ) -> None:
+        """``background_color``: what transparent pixels of RGBA frames become (the model's background)."""
         self.config = config
         self.device = device
         self.test_mode = test_mode
@@ -122,10 +151,11 @@ class FeedForwardDataManager(DataManager):
         self.dataparser: MultiSceneDataParser = parser_config.setup()
         self.options = ExampleOptions(
             image_shape=tuple(config.image_shape),
-            near=parser_config.near,
-            far=parser_config.far,
+            near=parser_config.near if config.near is None else config.near,
+            far=parser_config.far if config.far is None else config.far,
             augment=False,
             resize_mode=config.resize_mode,
+            background=tuple(background_color),
         )
         self.step = SharedStep()
         self._train_loader: Iterator | None = None
@@ -134,22 +164,62 @@ class FeedForwardDataManager(DataManager):
         self._eval_data: MultiSceneDataset | None = None
         self._default_index: EvaluationIndex | None = None
 
-        self.display_reader = self.dataparser.reader(self.dataparser.split_name(config.display_split))
-        keys = self.display_reader.keys()
-        self.options = dataclasses.replace(self.options, image_shape=self._oriented_image_shape())
-        self.display_scene = config.display_scene or keys[0]
-        if self.display_scene not in keys:
-            raise ValueError(
-                f"display scene {self.display_scene!r} is not in the {config.display_split} split of "
-                f"{parser_config.data} ({len(keys)} scenes, e.g. {keys[:3]})"
-            )
         self.display_num_context = config.display_num_context_views or config.num_context_views
-        self._display_dataset = MultiSceneDataset(self.display_reader, self._training_sampler(), self.options)
-        self.train_dataset = DisplayViewsDataset(
-            self.display_example(self.display_scene, self.display_num_context)
-        )
+        try:
+            sampler = self._training_sampler()
+        except ValueError as error:  # e.g. fewer than 2 context views
+            raise UserError(f"invalid view counts: {error}") from None
+        try:
+            self.display_reader = self.dataparser.reader(self.dataparser.split_name(config.display_split))
+            self.options = dataclasses.replace(self.options, image_shape=self._oriented_image_shape())
+            self._display_dataset = MultiSceneDataset(self.display_reader, sampler, self.options)
+            self.display_scene, display = self._choose_display_scene()
+            if test_mode == "val":  # training: find now what would stop it steps later
+                self.train_data.first_usable_scene()
+                self._eval_data = self.evaluation_dataset()
+        except SceneError as error:
+            raise UserError(str(error)) from None
+        self.train_dataset = DisplayViewsDataset(display)
         self.eval_dataset = self.train_dataset
         super().__init__()
+
+    def _choose_display_scene(self) -> tuple[str, Example]:
+        """The configured display scene, else the first test scene that can be shown (saying so when
+        earlier ones cannot: a broken or short first scene must not stop a run whose data is fine)."""
+        keys = self.display_reader.keys()
+        split = self.config.display_split
+        if self.config.display_scene is not None:
+            if self.config.display_scene not in keys:
+                raise SceneError(
+                    f"display scene {self.config.display_scene!r} is not in the {split} split of "
+                    f"{self.dataparser.config.data} ({len(keys)} scenes, e.g. {keys[:3]})"
+                )
+            return self.config.display_scene, self.display_example(
+                self.config.display_scene, self.display_num_context
+            )
+        reasons = []
+        for key in keys[:MAX_DISPLAY_TRIES]:
+            try:
+                example = self.display_example(key, self.display_num_context)
+            except SceneError as error:
+                reasons.append(str(error))
+                continue
+            if reasons:
+                LOGGER.warning(
+                    "showing scene %r in the viewer: the %d %s scene(s) before it cannot be shown (%s)",
+                    key,
+                    len(reasons),
+                    split,
+                    "; ".join(reasons),
+                )
+            return key, example
+        raise SceneError(
+            f"none of the first {len(reasons)} {split} scenes can be shown with {self.display_num_context} "
+            "context views, e.g.:\n  "
+            + "\n  ".join(reasons[:3])
+            + "\nLower --pipeline.datamanager.num-context-views (or display-num-context-views), choose a "
+            "scene with --pipeline.datamanager.display-scene, or fix the data"
+        )
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -179,9 +249,12 @@ class FeedForwardDataManager(DataManager):
 
     # ---- datasets (built on first use: ns-eval never touches the training split) -------------
     def _training_sampler(self) -> BoundedSampler:
-        """The original configuration's bounded sampler for this dataset at the configured view counts."""
+        """The original configuration's bounded sampler (the method's, else the dataset's) at the configured
+        view counts."""
         return BoundedSampler.preset(
-            self.dataparser.config.dataset, self.config.num_context_views, self.config.num_target_views
+            self.config.view_sampler or self.dataparser.config.dataset,
+            self.config.num_context_views,
+            self.config.num_target_views,
         )
 
     @property
@@ -206,7 +279,10 @@ class FeedForwardDataManager(DataManager):
     @property
     def eval_data(self) -> MultiSceneDataset:
         if self._eval_data is None:
-            self._eval_data = self.evaluation_dataset()
+            try:
+                self._eval_data = self.evaluation_dataset()
+            except SceneError as error:  # ns-eval: before any scene is scored or anything written
+                raise UserError(str(error)) from None
         return self._eval_data
 
     def evaluation_dataset(self, index: EvaluationIndex | None = None) -> MultiSceneDataset:
@@ -216,6 +292,8 @@ class FeedForwardDataManager(DataManager):
         keys = index.report_missing(reader.keys())
         if self.config.max_eval_scenes is not None:
             keys = keys[: self.config.max_eval_scenes]
+        # Checked before any scene is scored; a benchmark (test mode: ns-eval) must fit everywhere.
+        keys = checked_keys(index, reader, keys, strict=self.test_mode == "test")
         return MultiSceneDataset(reader, index, self.options, scene_keys=keys)
 
     def evaluation_index(self, reader) -> EvaluationIndex:
@@ -279,13 +357,25 @@ class FeedForwardDataManager(DataManager):
         if self._train_loader is None:
             self._train_loader = _forever(self._loader(self.train_data, True, self.config.batch_size))
         self.train_count += 1
-        return batch_to(next(self._train_loader), self.device)
+        try:
+            batch = next(self._train_loader)
+        except SceneError as error:  # no usable training scene is left (each was reported when skipped)
+            raise UserError(f"training stopped: {scene_error_message(error)}") from None
+        return batch_to(batch, self.device)
 
     def next_eval(self, step: int) -> dict:
         """The next evaluation scene, cycling through the index in order (for training-time images)."""
         dataset = self.eval_data
-        example = dataset[self._eval_position % len(dataset)]
-        self._eval_position += 1
+        for _ in range(len(dataset)):
+            position = self._eval_position % len(dataset)
+            self._eval_position += 1
+            try:
+                example = dataset[position]
+                break
+            except SceneError as error:  # an image that does not decode: show the next scene instead
+                LOGGER.warning("skipping evaluation scene %r: %s", dataset.keys()[position], error)
+        else:
+            raise UserError(f"no scene of the evaluation index {dataset.views.source} can be loaded")
         self.eval_count += 1
         return batch_to(_batch_of_one(example), self.device)
 

@@ -62,8 +62,9 @@ class FeedForwardModelConfig(ModelConfig):
     checkpoint_view_chunks: bool = False
     """Recompute each view chunk's CNN in backward (training with many views on little memory)."""
     pretrained: Path | None = None
-    """Official weights to start from: a published ZPressor/DepthSplat checkpoint, Depth Anything V2 or
-    UniMatch GMFlow weights (local file; converted on load, every key accounted for)."""
+    """Official weights to start from: a published ZPressor checkpoint of the method's family, or a file the
+    original initialises from (DepthSplat: Depth Anything V2, UniMatch GMFlow; MVSplat: UniMatch GMDepth);
+    a local file, converted on load, every key accounted for."""
     lpips_weight: float = 0.05
     """Weight of the LPIPS (VGG) term of the image loss."""
     ib_weight: float = 1e-5

@@ -29,9 +29,15 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from zpressor_ns.data.dataset import MultiSceneDataset
+from zpressor_ns.data.eval_index import EvaluationIndex
 from zpressor_ns.data.scene import SceneError
 from zpressor_ns.metrics import mean_and_std
-from zpressor_ns.nerfstudio.datamanager import FeedForwardDataManager, FeedForwardDataManagerConfig
+from zpressor_ns.nerfstudio.datamanager import (
+    FeedForwardDataManager,
+    FeedForwardDataManagerConfig,
+    UserError,
+    scene_error_message,
+)
 from zpressor_ns.nerfstudio.model import FeedForwardModelConfig, FeedForwardSplatModel
 from zpressor_ns.nerfstudio.viewer_cameras import (
     ViewerPose,
@@ -73,7 +79,11 @@ class FeedForwardPipeline(Pipeline):
         self.test_mode = test_mode
         self.world_size = world_size
         self.datamanager = config.datamanager.setup(
-            device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank
+            device=device,
+            test_mode=test_mode,
+            world_size=world_size,
+            local_rank=local_rank,
+            background_color=config.model.background_color,
         )
         self.datamanager.to(device)
         dataset = self.datamanager.train_dataset
@@ -85,6 +95,7 @@ class FeedForwardPipeline(Pipeline):
             grad_scaler=grad_scaler,
         )
         self.model.to(device)
+        self._check_anchors_fit(self.datamanager.eval_data if test_mode == "val" else None)
         if world_size > 1:
             self._model = typing.cast(
                 Model,
@@ -118,6 +129,28 @@ class FeedForwardPipeline(Pipeline):
     @property
     def model(self) -> FeedForwardSplatModel:
         return typing.cast(FeedForwardSplatModel, super().model)
+
+    def _check_anchors_fit(self, evaluation: MultiSceneDataset | None) -> None:
+        """ZPressor keeps K anchors of the context views: every view count the run uses must be >= K."""
+        anchors = self.model.config.num_anchors or self.model.encoder.config.num_anchors
+        if self.model.encoder.zpressor is None or anchors == "auto":
+            return
+        datamanager = self.datamanager.config
+        counts = [
+            ("num-context-views", datamanager.num_context_views),
+            ("display-num-context-views", self.datamanager.display_num_context),
+        ]
+        if evaluation is not None and isinstance(evaluation.views, EvaluationIndex):
+            key, count = evaluation.views.fewest_context_views
+            counts.append(
+                (f"context views of scene {key!r} in the evaluation index {evaluation.views.source}", count)
+            )
+        for name, count in counts:
+            if count < anchors:
+                raise UserError(
+                    f"{name} is {count}, fewer than the {anchors} ZPressor anchors the model keeps; "
+                    "give at least as many context views as anchors, or lower --pipeline.model.num-anchors"
+                )
 
     # ---- training ----------------------------------------------------------------------------
     def get_train_loss_dict(self, step: int):
@@ -156,7 +189,11 @@ class FeedForwardPipeline(Pipeline):
         """Score every scene of the evaluation index: per-target metrics, averaged per scene, then over
         scenes (the original's protocol). Writes per-scene JSON and renders when ``output_path`` is given."""
         self.eval()
-        per_scene = self.evaluate_scenes(output_path)
+        self._check_anchors_fit(self.datamanager.eval_data)  # before anything is scored or written
+        try:
+            per_scene = self.evaluate_scenes(output_path)
+        except SceneError as error:  # a frame that does not decode: the benchmark cannot cover the index
+            raise UserError(f"evaluation stopped: {scene_error_message(error)}") from None
         if not per_scene:
             raise RuntimeError("the evaluation index selected no scene of the data: nothing to score")
         results: dict[str, float] = {}
