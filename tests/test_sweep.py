@@ -38,7 +38,7 @@ def test_sweep_reports_oom_rows_and_keeps_going(trained_run, tmp_path, monkeypat
     ok = rows[0]
     assert ok["scenes"] == 2 and ok["gaussians"] == 3 * 64 * 128
     assert ok["paper"] is None  # the small preset on synthetic data: no published score, and why
-    assert "the paper reports no zpressor-depthsplat-small configuration" in ok["paper_note"]
+    assert f"the paper reports no {trained_run.method_name} configuration" in ok["paper_note"]
     assert len(ok["per_scene"]) == 2  # the scenes behind the means, for paired comparisons
     assert ok["psnr"] == pytest.approx(sum(s["psnr"] for s in ok["per_scene"].values()) / 2)
     assert ok["psnr"] > 0 and 0 < ok["ssim"] <= 1 and ok["encoder_ms"] > 0
