@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from zpressor_ns.data.eval_index import EvaluationIndex
+from zpressor_ns.encoders.registry import families
 from zpressor_ns.nerfstudio.sweep import SweepRow, markdown_table, plot_rows
 from zpressor_ns.paper_reference import compare_with_paper, paper_tables
 
@@ -43,6 +45,21 @@ def named_like_official(folder: Path, views: int, scenes: int = 1) -> tuple[Path
 def test_recorded_digests_identify_the_official_files(views):
     (table,) = paper_tables("zpressor-depthsplat")
     assert official(views)[1].digest() == table.index_digests[views]
+
+
+@needs_official
+@pytest.mark.parametrize("family", sorted(families()))
+def test_every_table_records_the_digest_of_an_official_file_for_each_view_count(family):
+    """Without a digest, an index named like the official file would pass for it: every view count of a table
+    has one, and it is the digest of an official file of that name."""
+    official_files = list((SHARED / "eval_index").glob("*/*.json"))
+    for table in families()[family].paper_tables:
+        views = {count for _, count in table.scores}
+        assert set(table.index_digests) == views, table.source
+        for count, digest in table.index_digests.items():
+            names = [path for path in official_files if re.fullmatch(table.index_pattern, path.name)]
+            digests = {EvaluationIndex.load(path).digest() for path in names if f"_{count}v_" in path.name}
+            assert digest in digests, (table.source, count)
 
 
 @needs_official

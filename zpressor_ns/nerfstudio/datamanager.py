@@ -415,7 +415,7 @@ class FeedForwardDataManager(DataManager):
 
 
 def dataset_prefix(standard_index_name: str) -> str:
-    """ "re10k" of "re10k_ctx_{views}v_tgt_8v_n200.json": how a dataset's index files start."""
+    """How a dataset's index files start: "re10k" for "re10k_ctx_{views}v_tgt_8v_n200.json"."""
     return standard_index_name.split("_ctx_", 1)[0]
 
 
