@@ -57,12 +57,16 @@ class TrainingRecipe:
     weight_decay: float = 0.0
     schedule: Literal["one_cycle", "linear_warmup"] = "one_cycle"
     warmup_steps: int = 0
-    """linear_warmup: steps from lr/2000 to lr (the original pixelSplat's LinearLR)."""
+    """linear_warmup: steps from lr / warmup_steps to lr, then constant (the original pixelSplat's LinearLR)."""
     max_grad_norm: float = 0.5
     lpips_weight: float = 0.05
     lpips_after_step: int = 0
     ib_weight: float = 0.0
     intermediate_weight: float = 0.0
+    view_sampler: Literal["boundedv2", "bounded"] = "boundedv2"
+    """Training view sampler: DepthSplat/MVSplat's ``boundedv2`` or pixelSplat's ``bounded``."""
+    depth_bounds: Literal["dataset", "pixelsplat_shim"] = "dataset"
+    """near/far: the dataset's fixed values, or pixelSplat's bounds shim from the context cameras."""
     steps_per_save: int = 2_000
     steps_per_eval_image: int = 1_000
     batch_size: int = 1
@@ -120,8 +124,9 @@ class EncoderFamily:
 def _families() -> tuple[EncoderFamily, ...]:
     # Imported here so that importing the registry's types never imports every family.
     from zpressor_ns.encoders.depthsplat import FAMILY as DEPTHSPLAT
+    from zpressor_ns.encoders.pixelsplat import FAMILY as PIXELSPLAT
 
-    return (DEPTHSPLAT,)
+    return (DEPTHSPLAT, PIXELSPLAT)
 
 
 _FAMILIES: dict[str, EncoderFamily] | None = None
