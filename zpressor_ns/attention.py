@@ -18,7 +18,6 @@ layer or cluster). Only the flex layout is free of syncs.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -34,10 +33,6 @@ ATTENTION_BACKENDS: tuple[str, ...] = ("auto", "math", "sdpa", "flex")
 
 # FlexAttention's tile size: block-mask granularity along queries and keys.
 FLEX_BLOCK_SIZE = 128
-
-# The exact attention computes its scores in blocks of query rows holding about this many scores, so
-# full-resolution features (pixelSplat: 65,536 tokens per view) never materialise a whole score matrix.
-EXACT_SCORE_BLOCK = 1 << 24
 
 # Support tokens are layer-normed and projected to keys/values in chunks of about this many tokens, so
 # the fp32 intermediates of one chunk, not of all views, are alive at once (flex path).
@@ -83,37 +78,8 @@ def dense_attention(
 ) -> Float[Tensor, "*batch query dim"]:
     """Plain softmax(q k^T * scale) v in the inputs' precision; masked keys get zero weight.
 
-    The caller guarantees at least one admitted key per row, so no row is all -inf. Rows are independent,
-    so long query sequences run in blocks of rows (``EXACT_SCORE_BLOCK`` scores each) with the same result.
+    The caller guarantees at least one admitted key per row, so no row is all -inf.
     """
-    queries, keys = query.shape[-2], key.shape[-2]
-    scores_per_row = keys * math.prod(torch.broadcast_shapes(query.shape[:-2], key.shape[:-2]))
-    rows = max(1, EXACT_SCORE_BLOCK // max(scores_per_row, 1))
-    if rows >= queries:
-        return _softmax_attention(query, key, value, scale, key_mask)
-    per_query_mask = key_mask is not None and key_mask.shape[-2] != 1
-    return torch.cat(
-        [
-            _softmax_attention(
-                query[..., start : start + rows, :],
-                key,
-                value,
-                scale,
-                key_mask[..., start : start + rows, :] if per_query_mask else key_mask,
-            )
-            for start in range(0, queries, rows)
-        ],
-        dim=-2,
-    )
-
-
-def _softmax_attention(
-    query: Float[Tensor, "*batch query dim"],
-    key: Float[Tensor, "*batch key dim"],
-    value: Float[Tensor, "*batch key dim"],
-    scale: float,
-    key_mask: Bool[Tensor, "*#batch #query key"] | None,
-) -> Float[Tensor, "*batch query dim"]:
     scores = (query @ key.transpose(-1, -2)) * scale
     if key_mask is not None:
         scores = scores.masked_fill(~key_mask, float("-inf"))

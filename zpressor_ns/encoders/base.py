@@ -28,7 +28,7 @@ from jaxtyping import Float, Int64
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from zpressor_ns.encoders.memory import most_anchors_within
+from zpressor_ns.encoders.memory import MemoryEstimate, most_anchors_within
 from zpressor_ns.gaussians import Gaussians
 from zpressor_ns.zpressor import AttentionBackend, Clustering, FirstAnchor, ZPressor, gather_views
 
@@ -228,7 +228,7 @@ class FeedForwardEncoder(nn.Module):
     """Base of every family's encoder: input checks, the anchor count, the ZPressor stage.
 
     A family implements ``forward(images, c2w, intrinsics, near, far, num_anchors=None, deterministic=False,
-    generator=None) -> EncoderOutput`` and, for ``num_anchors="auto"``, :meth:`estimate_peak_bytes`.
+    generator=None) -> EncoderOutput`` and, for ``num_anchors="auto"``, :meth:`memory_estimate`.
     ``deterministic`` and ``generator`` matter for random forwards (pixelSplat's depth samples, ZPressor's
     random first anchor): the generator draws instead of torch's global RNG.
     """
@@ -314,9 +314,15 @@ class FeedForwardEncoder(nn.Module):
             setting=f" for {views} views of {height}x{width} (batch {batch})",
         )
 
+    def memory_estimate(
+        self, batch: int, views: int, height: int, width: int, anchors: int
+    ) -> MemoryEstimate:
+        """The family's model of one inference forward's GPU memory (``anchors`` = ``views`` without ZPressor)."""
+        raise NotImplementedError(f"{self.family_name} has no memory model for num_anchors='auto'")
+
     def estimate_peak_bytes(self, batch: int, views: int, height: int, width: int, anchors: int) -> float:
         """Modelled peak GPU bytes of one inference forward (weights included); used by ``"auto"``."""
-        raise NotImplementedError(f"{self.family_name} has no memory model for num_anchors='auto'")
+        return self.memory_estimate(batch, views, height, width, anchors).peak
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """Parameters the original trains at its lower "pretrained" learning rate (none by default)."""

@@ -1,10 +1,33 @@
-"""Choosing the anchor count for a memory budget from any family's peak-memory model."""
+"""Every family's peak-memory model has this shape; choosing the anchor count for a memory budget."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 BYTES_PER_GB = 1e9
+# What tensor shapes do not show on a GPU (allocator rounding and fragmentation, cuDNN/cuBLAS
+# workspaces): an allowance on the activations, not a measurement.
+ACTIVATION_SLACK = 1.2
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes of one inference forward: always-alive parts, and two activation phases (the larger one sets
+    the peak): the view phase (per-view stages and ZPressor over all views) and the anchor phase."""
+
+    weights: float
+    inputs: float
+    view_phase: float
+    anchor_phase: float
+
+    @property
+    def activations(self) -> float:
+        return max(self.view_phase, self.anchor_phase)
+
+    @property
+    def peak(self) -> float:
+        return self.weights + self.inputs + ACTIVATION_SLACK * self.activations
 
 
 def most_anchors_within(

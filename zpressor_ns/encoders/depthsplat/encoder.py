@@ -47,6 +47,7 @@ from zpressor_ns.blocks.position import add_window_position
 from zpressor_ns.blocks.unet import UNET_PRESETS, UNet, UNetConfig
 from zpressor_ns.blocks.vit import VIT_PRESETS, VisionTransformer, ViTConfig
 from zpressor_ns.encoders.base import AnchorCount, EncoderConfig, EncoderOutput, FeedForwardEncoder
+from zpressor_ns.encoders.memory import MemoryEstimate
 from zpressor_ns.gaussian_adapter import PixelGaussians, decode_pixel_gaussians, num_gaussian_channels
 
 # The CNN's coarsest stride; the depth is predicted on this grid and refined x8.
@@ -289,12 +290,14 @@ class DepthSplatEncoder(FeedForwardEncoder):
         """The monocular ViT (DINOv2 / Depth Anything V2), trained at the original's 100x lower rate."""
         return list(self.vit.parameters())
 
-    def estimate_peak_bytes(self, batch: int, views: int, height: int, width: int, anchors: int) -> float:
+    def memory_estimate(
+        self, batch: int, views: int, height: int, width: int, anchors: int
+    ) -> MemoryEstimate:
         from zpressor_ns.encoders.depthsplat.memory_budget import estimate_memory
 
         return estimate_memory(
             self.config, views, anchors, height, width, weight_bytes=self.weight_bytes(), batch=batch
-        ).peak
+        )
 
     def _view_features(
         self, images: Float[Tensor, "batch view 3 height width"]

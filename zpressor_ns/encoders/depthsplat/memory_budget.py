@@ -21,28 +21,13 @@ anchors set the peak, and about 0.5 GB high (conservative) in the view phase at 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from zpressor_ns.encoders.depthsplat.encoder import FEATURE_STRIDE, DepthSplatConfig
-from zpressor_ns.encoders.memory import most_anchors_within
+from zpressor_ns.encoders.memory import ACTIVATION_SLACK, MemoryEstimate, most_anchors_within
 from zpressor_ns.gaussian_adapter import num_gaussian_channels
 
-ACTIVATION_SLACK = 1.2
+__all__ = ["ACTIVATION_SLACK", "MemoryEstimate", "anchors_for_budget", "estimate_memory"]
+
 FP32_BYTES = 4
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """Bytes: always-alive parts, and the two activation phases (the larger one sets the peak)."""
-
-    weights: float
-    inputs: float
-    view_phase: float
-    anchor_phase: float
-
-    @property
-    def peak(self) -> float:
-        return self.weights + self.inputs + ACTIVATION_SLACK * max(self.view_phase, self.anchor_phase)
 
 
 def _per_eighth_pixel(channels: float) -> float:

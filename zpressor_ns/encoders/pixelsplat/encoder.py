@@ -15,9 +15,11 @@ divided by ``gaussians_per_pixel``); the shuffle stays random as in the original
 both repeatable; without it they come from torch's global RNG, which the forward never reseeds. The
 original's test step (and hence its published scores) uses ``deterministic=False``.
 
-ZPressor runs on full-resolution tokens here (65,536 per view at 256x256). The per-view stages stream
-``view_chunk`` views at a time (``encoders.base``); ZPressor's exact CPU attention runs in query blocks so
-its score matrices stay bounded, and on CUDA its fused kernels never materialise them.
+ZPressor runs on full-resolution tokens here (65,536 per view at 256x256): its attention must use a fused
+kernel (the CUDA defaults; the explicit-score ``math`` reference would hold 65,536 x 65,536 scores per
+anchor). The per-view stages stream ``view_chunk`` views at a time (``encoders.base``) and the epipolar
+cross-attention projects its keys and values in blocks of rays, so neither holds every view's or every
+ray's activations at inference.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch import Tensor, nn
 
 from zpressor_ns.blocks.vit import VIT_PRESETS, ViTConfig
 from zpressor_ns.encoders.base import AnchorCount, EncoderConfig, EncoderOutput, FeedForwardEncoder
+from zpressor_ns.encoders.memory import MemoryEstimate
 from zpressor_ns.encoders.pixelsplat.backbone import DinoBackbone, ResNetConfig
 from zpressor_ns.encoders.pixelsplat.depth import pdf_to_opacity, sample_buckets
 from zpressor_ns.encoders.pixelsplat.epipolar_transformer import (
@@ -203,12 +206,14 @@ class PixelSplatEncoder(FeedForwardEncoder):
         logits = self.depth_head(tokens).unflatten(-1, (self.config.num_depth_buckets, 2))
         return logits[..., 0].softmax(dim=-1), logits[..., 1].sigmoid()
 
-    def estimate_peak_bytes(self, batch: int, views: int, height: int, width: int, anchors: int) -> float:
+    def memory_estimate(
+        self, batch: int, views: int, height: int, width: int, anchors: int
+    ) -> MemoryEstimate:
         from zpressor_ns.encoders.pixelsplat.memory_budget import estimate_memory
 
         return estimate_memory(
             self.config, views, anchors, height, width, weight_bytes=self.weight_bytes(), batch=batch
-        ).peak
+        )
 
     def _view_features(
         self, images: Float[Tensor, "batch view 3 height width"]
