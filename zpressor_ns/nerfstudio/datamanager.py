@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader
 
 from zpressor_ns.data.dataset import ExampleOptions, MultiSceneDataset, SharedStep, SourceGroupedShuffle
 from zpressor_ns.data.eval_index import EvaluationIndex, IndexEntry, build_evaluation_index
-from zpressor_ns.data.samplers import BoundedSampler
+from zpressor_ns.data.samplers import BoundedSampler, SamplerName
+from zpressor_ns.data.shims import DepthBounds
 from zpressor_ns.dataparsers import MULTISCENE_DATAPARSERS
 from zpressor_ns.dataparsers.multiscene import MultiSceneDataParser, example_outputs
 from zpressor_ns.types import Example, batch_to
@@ -63,6 +64,11 @@ class FeedForwardDataManagerConfig(DataManagerConfig):
     """Image resampling; pil_lanczos reproduces the original's exactly (slower)."""
     max_fov_deg: float | None = 100.0
     """Training skips scenes wider than this field of view (the original's RE10K filter)."""
+    view_sampler: SamplerName = "boundedv2"
+    """Training view sampler: DepthSplat/MVSplat's boundedv2 or pixelSplat's bounded (set by the method)."""
+    depth_bounds: DepthBounds = "dataset"
+    """near/far of every example: the dataparser's, or pixelSplat's bounds shim from the context cameras
+    (set by the method; the evaluation and the viewer use the same)."""
     eval_index: Path | None = None
     """Evaluation index JSON ({scene: {context, target}}). Default: the dataset's standard file for
     eval_num_context_views next to the data or in $ZPRESSOR_EVAL_INDEX_DIR, else built from the test split."""
@@ -119,6 +125,7 @@ class FeedForwardDataManager(DataManager):
             far=parser_config.far,
             augment=False,
             resize_mode=config.resize_mode,
+            depth_bounds=config.depth_bounds,
         )
         self.step = SharedStep()
         self._train_loader: Iterator | None = None
@@ -146,7 +153,10 @@ class FeedForwardDataManager(DataManager):
     def _training_sampler(self) -> BoundedSampler:
         """The original configuration's bounded sampler for this dataset at the configured view counts."""
         return BoundedSampler.preset(
-            self.dataparser.config.dataset, self.config.num_context_views, self.config.num_target_views
+            self.dataparser.config.dataset,
+            self.config.num_context_views,
+            self.config.num_target_views,
+            sampler=self.config.view_sampler,
         )
 
     @property

@@ -3,11 +3,12 @@
 Inference frees every activation once its last reader is done, so the peak is the largest set of tensors
 alive at one time, in one of two phases (see ``encoders.memory.MemoryEstimate``):
 
-- view phase: every view's 128-channel full-resolution feature map (ZPressor's supports), one ZPressor
-  layer's keys and values for all views (bf16 on CUDA), the anchor stream through a layer (its MLP is 4x
-  wide), and one chunk of views inside the backbone: at full resolution the ResNet sum, the repeated ViT
-  patch tokens and their sum with the class token (three maps of ``backbone_channels``), plus the ResNet's
-  half-resolution stages and the ViT's tokens;
+- view phase, the larger of two steps beside the anchors' kept features: the per-view stages (every
+  view's 128-channel full-resolution feature map written so far, and one chunk of views inside the
+  backbone: at full resolution the ResNet sum, the repeated ViT patch tokens and their sum with the class
+  token, three maps of ``backbone_channels``, plus the ResNet's half-resolution stage and the ViT's
+  tokens), then ZPressor (every view's map as its supports, one layer's keys and values for all views in
+  bf16 on CUDA, and the anchor stream through a layer, whose MLP is 4x wide);
 - anchor phase, the larger of two steps: the epipolar transformer (the keys of every anchor's coarse
   pixels, ``(K - 1) x samples`` each: the sampled features and two sums of the same width are alive while
   they are assembled; one block of the keys' and values' projections, ``KEY_VALUE_BLOCK`` values, which
@@ -80,12 +81,12 @@ def estimate_memory(
     """
     pixels = batch * height * width
     c = config.feature_channels
-    chunk = min(config.view_chunk, views) * backbone_values(config) * FP32_BYTES
     kept = anchors * 2 * c * FP32_BYTES  # the anchors' own and fused features
-    supports = 0.0
+    per_view = views * c * FP32_BYTES + min(config.view_chunk, views) * backbone_values(config) * FP32_BYTES
+    zpressor = 0.0
     if config.use_zpressor:
-        supports = views * c * (FP32_BYTES + 2 * attention_bytes)
-        supports += anchors * zpressor_anchor_values(config) * FP32_BYTES
+        zpressor = views * c * (FP32_BYTES + 2 * attention_bytes)
+        zpressor += anchors * zpressor_anchor_values(config) * FP32_BYTES
     epi = config.epipolar
     projections = pixels * anchors / epi.downscale**2 * max(anchors - 1, 1) * epi.num_samples
     projections *= 2 * epi.num_heads * epi.head_dim  # keys and values of every ray at once
@@ -95,6 +96,6 @@ def estimate_memory(
     return MemoryEstimate(
         weights=weight_bytes,
         inputs=views * pixels * 3 * FP32_BYTES,
-        view_phase=pixels * (supports + chunk + kept),
+        view_phase=pixels * (max(per_view, zpressor) + kept),
         anchor_phase=max(epipolar, heads),
     )
