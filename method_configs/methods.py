@@ -50,6 +50,7 @@ def method_specification(name: str) -> MethodSpecification:
                     num_workers=0 if preset == "small" else 4,
                     view_sampler=recipe.view_sampler,
                     depth_bounds=recipe.depth_bounds,
+                    eval_num_context_views=recipe.eval_context_views,
                 ),
                 model=FeedForwardModelConfig(
                     method=method,

@@ -48,7 +48,7 @@ def _tiny_method_config(method: str, root: Path, out: Path, steps: int):
     datamanager = config.pipeline.datamanager
     if "pixelsplat" in method:
         # ZPressor attends over every pixel in pixelSplat: a smaller image keeps the CPU runs short.
-        datamanager.image_shape = (32, 48)
+        datamanager.image_shape = (16, 32)
     datamanager.data = root / "re10k"
     datamanager.dataparser.near, datamanager.dataparser.far = SYNTHETIC_NEAR, SYNTHETIC_FAR
     datamanager.eval_index = root / "re10k" / "evaluation" / "re10k_ctx_6v_tgt_8v_n40.json"

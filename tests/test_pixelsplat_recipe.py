@@ -174,6 +174,9 @@ def test_methods_select_the_recipe():
     assert optimizer["scheduler"].warmup_steps == 2000 and optimizer["optimizer"].weight_decay == 0.0
     assert optimizer["optimizer"].lr == optimizer["optimizer"].pretrained_lr == 1.5e-4
     assert config.max_num_iterations == 300_001
+    # The original's test scripts score both methods with 12 context views.
+    assert METHODS["pixelsplat"].config.pipeline.datamanager.eval_num_context_views == 12
+    assert datamanager.eval_num_context_views == 12
     depthsplat = METHODS["zpressor-depthsplat"].config.pipeline
     assert (depthsplat.datamanager.view_sampler, depthsplat.datamanager.depth_bounds) == (
         "boundedv2",

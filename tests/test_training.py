@@ -36,7 +36,7 @@ class OverfitSetting:
 
 SETTINGS = [
     OverfitSetting("zpressor-depthsplat", (64, 64), lr=5e-4, steps=30),
-    OverfitSetting("zpressor-pixelsplat", (32, 32), lr=1e-3, steps=30, depth_bounds="pixelsplat_shim"),
+    OverfitSetting("zpressor-pixelsplat", (16, 16), lr=1e-3, steps=40, depth_bounds="pixelsplat_shim"),
 ]
 
 

@@ -67,6 +67,9 @@ class TrainingRecipe:
     """Training view sampler: DepthSplat/MVSplat's ``boundedv2`` or pixelSplat's ``bounded``."""
     depth_bounds: Literal["dataset", "pixelsplat_shim"] = "dataset"
     """near/far: the dataset's fixed values, or pixelSplat's bounds shim from the context cameras."""
+    eval_context_views: int | None = None
+    """Context views of the default evaluation index when the original's test scripts use another count
+    than training (pixelSplat's baseline: trained on 4, tested on 12); None: the training count."""
     steps_per_save: int = 2_000
     steps_per_eval_image: int = 1_000
     batch_size: int = 1

@@ -14,6 +14,7 @@ def recipe(use_zpressor: bool, preset: str) -> TrainingRecipe:
     gradient clipping at 0.5, MSE + 0.05 LPIPS from step 150,000 on, 300,001 steps of batch 1 at 256x256;
     the ``bounded`` view sampler (4 targets), near/far from the bounds shim of all context cameras.
     With ZPressor 12 context views are compressed to 4 anchors; the baseline trains on 4 context views.
+    Both are evaluated with 12 context views, as the original's test scripts do.
     ``small`` runs the same recipe on a CPU: 64x64, 6 context views -> 3 anchors (baseline: 3 views), with
     DepthSplat's ``boundedv2`` sampler, whose initial gaps (15-50 frames) fit short synthetic scenes where
     pixelSplat's (50-90 frames) would skip them all.
@@ -44,6 +45,7 @@ def recipe(use_zpressor: bool, preset: str) -> TrainingRecipe:
         view_sampler="bounded",
         image_shape=(256, 256),
         num_context_views=12 if use_zpressor else 4,
+        eval_context_views=12,  # test_re10k.py / test_re10k_base.py: both methods at 12 views
         max_steps=300_001,
         warmup_steps=2_000,
         lpips_after_step=150_000,

@@ -19,12 +19,12 @@ from typing import Literal
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from zpressor_ns.blocks.vit import VisionTransformer, ViTConfig
 
-# Bottleneck/basic-block widths of torchvision's four ResNet stages.
+# Bottleneck/basic-block widths of torchvision's four ResNet stages, and each block type's output factor.
 RESNET_STAGE_WIDTHS = (64, 128, 256, 512)
+BLOCK_EXPANSION = {"bottleneck": 4, "basic": 1}
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,17 @@ class ResNetConfig:
     @property
     def stage_channels(self) -> tuple[int, int, int, int]:
         """Output widths of the stem and stages 1-3."""
-        expansion = (Bottleneck if self.block == "bottleneck" else BasicBlock).expansion
+        expansion = BLOCK_EXPANSION[self.block]
         return (64, *(expansion * width for width in RESNET_STAGE_WIDTHS[:3]))
 
 
-def build_resnet(config: ResNetConfig) -> ResNet:
-    """torchvision's ResNet with BatchNorm, without its classifier (and without ``layer4`` if not kept)."""
+def build_resnet(config: ResNetConfig) -> nn.Module:
+    """torchvision's ResNet with BatchNorm, without its classifier (and without ``layer4`` if not kept).
+
+    torchvision is imported here, so the other families build without it.
+    """
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
     block = Bottleneck if config.block == "bottleneck" else BasicBlock
     resnet = ResNet(block, list(config.layers))
     resnet.fc = nn.Identity()
