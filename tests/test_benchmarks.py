@@ -333,6 +333,20 @@ def test_zpressor_memory_stays_flat_and_matches_the_memory_model(dry_runs):
     assert dry.attention._flex_call(torch.device("cpu")) is not dry._flex_stand_in
 
 
+def test_pixelsplat_runs_its_cuda_path_within_its_memory_model(benchmarks_on_path):
+    """The paper pixelSplat encoders on fake CUDA tensors (small images; the shapes scale with pixels):
+    3 Gaussians per pixel of the kept views, the weights of the original's parameter counts, and the
+    memory model above the tracked tensors but within 50% of them."""
+    dry = importlib.import_module("cuda_dry_run")
+    zpressor, baseline = dry.dry_run("zpressor-pixelsplat", 6, 32, 32), dry.dry_run("pixelsplat", 4, 32, 32)
+    assert (zpressor["anchors"], zpressor["gaussians"]) == (4, 4 * 32 * 32 * 3)
+    assert baseline["gaussians"] == 4 * 32 * 32 * 3
+    assert zpressor["weights_gb"] == pytest.approx(120_465_236 * 4 / 1e9, abs=2e-3)
+    assert baseline["weights_gb"] == pytest.approx(118_979_924 * 4 / 1e9, abs=2e-3)
+    for row in (zpressor, baseline):
+        assert row["activations_gb"] <= row["model_activations_gb"] <= 1.5 * row["activations_gb"]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Replicates of the view-trend study read together (benchmarks/view_trend_replicates.py)
 
