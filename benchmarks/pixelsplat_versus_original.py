@@ -39,7 +39,8 @@ from common import environment, markdown_table, write_json
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from zpressor_ns.encoders import build_encoder, import_official
+from zpressor_ns.attention import ATTENTION_BACKENDS
+from zpressor_ns.encoders import ZPressorOptions, build_encoder, import_official
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_HARNESS = (
@@ -108,7 +109,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     method = "pixelsplat" if args.no_zpressor else "zpressor-pixelsplat"
     sizes = {"num_context_views": args.views} if args.no_zpressor else {"num_anchors": args.anchors}
     state = {f"encoder.{key}": value for key, value in theirs.state_dict().items()}
-    ours = build_encoder(method, **sizes).eval()
+    zpressor = ZPressorOptions(attention_backend=args.zpressor_attention)
+    ours = build_encoder(method, zpressor=zpressor, **sizes).eval()
     ours.load_state_dict(import_official(state, method, **sizes), strict=True)
     inputs = (context["image"], context["extrinsics"], context["intrinsics"], context["near"], context["far"])
 
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     difference = (outputs["original"].means - outputs["zpressor-ns"].means).abs().max().item()
     rows = [
         {
-            "implementation": name,
+            "implementation": name if name == "original" else f"{name} ({args.zpressor_attention})",
             "method": method,
             "views": args.views,
             "anchors": args.anchors if not args.no_zpressor else args.views,
@@ -198,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, the images and the draws")
+    parser.add_argument(
+        "--zpressor-attention",
+        choices=ATTENTION_BACKENDS,
+        default="auto",
+        help="this project's ZPressor attention backend (auto: the CPU default)",
+    )
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     args = parser.parse_args(argv)
     args.ref = args.ref.resolve()
