@@ -25,8 +25,8 @@ internally. Five things are simulated, and only inside the dry run:
 - ``torch.linalg.lstsq`` (pixelSplat's epipolar depths; its rank and residual outputs have data-dependent
   shapes, which fake tensors cannot give) is answered by ``torch.linalg.solve``, same solution shape.
 
-Every row also carries the analytic peak of the family's memory model (``encoders/<family>/memory_budget.py``,
-the model behind ``num_anchors="auto"``) for comparison.
+Every row also carries the analytic peak of the family's memory model (``encoder.estimate_memory``, e.g.
+``zpressor_ns/encoders/depthsplat/memory_budget.py``; the model behind ``num_anchors="auto"``) for comparison.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def dry_run(method: str, views: int, height: int, width: int, preset: str = "pap
         if tensor.device.type != "cuda" or tensor.dtype != torch.float32:
             raise AssertionError(f"{method}: output {name} is {tensor.dtype} on {tensor.device}")
     kept = views if output.anchors is None else output.anchors.shape[1]
-    model = encoder.memory_estimate(1, views, height, width, kept)
+    model = encoder.estimate_memory(1, views, height, width, kept)  # shapes only: fake weights will do
     return {
         "method": method,
         "preset": preset,
@@ -134,7 +134,7 @@ def dry_run(method: str, views: int, height: int, width: int, preset: str = "pap
         "activations_gb": _gb(_activations(peak)),
         "peak_gb": _gb(peak["Total"]),
         "zpressor_activations_gb": None if view_phase is None else _gb(view_phase),
-        "model_activations_gb": _gb(model.activations),
+        "model_activations_gb": _gb(max(model.view_phase, model.anchor_phase)),
         "model_view_phase_gb": _gb(model.view_phase),
         "model_peak_gb": _gb(model.peak),
         "model_slack": ACTIVATION_SLACK,

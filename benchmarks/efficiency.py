@@ -1,11 +1,12 @@
-"""Gaussians, encoder latency, render latency and peak memory of every registered method vs views.
+"""Gaussians, encoder latency, render latency and peak memory of the encoders with and without ZPressor vs views.
 
     python benchmarks/efficiency.py --tiny                    # CPU smoke run (small preset, 64x128, 4 and 8 views)
     python benchmarks/efficiency.py                           # CUDA: the issue's sweep, paper preset
     python benchmarks/efficiency.py --views 1000 --resolutions 270x480 --methods zpressor-depthsplat
+    python benchmarks/efficiency.py --methods zpressor-mvsplat mvsplat --resolutions 256x256
     python benchmarks/efficiency.py --methods zpressor-pixelsplat pixelsplat --views 4 8 12 --resolutions 256x256
 
-``--methods`` takes any registered method (default: DepthSplat with and without ZPressor).
+Any registered method can be measured (``--methods``); the default is DepthSplat's pair.
 
 Every (method, views, resolution) runs in a fresh process of this script (``--single``), so each peak
 is clean and an out-of-memory setting cannot leave the allocator fragmented for the next one. A setting
@@ -19,9 +20,10 @@ ones; both synchronised, after warm-up. ``peak_mib`` is ``torch.cuda.max_memory_
 timed encoder forwards after a reset that follows the warm-up (weights and inputs included). On CPU it
 is the growth of the process's peak RSS over its size right after import (``memory_kind`` says which).
 
-Sizes must be multiples of the encoders' ``required_multiple`` (DepthSplat 32, pixelSplat 16; the least
-common multiple of the methods run): other sizes are centre-cropped to the largest multiple that fits
-(270x480, DL3DV's 480P, runs as 256x480), and the row keeps both.
+Sizes must be multiples of every measured encoder's ``required_multiple`` (DepthSplat 32, MVSplat and
+pixelSplat 16):
+other sizes are centre-cropped to the largest multiple that fits (270x480, DL3DV's 480P, runs as 256x480),
+and the row keeps both.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from zpressor_ns.gaussians import Gaussians
 from zpressor_ns.pretrained import load_pretrained
 from zpressor_ns.render import render_gaussians
 
+# Every registered method can be measured; by default the DepthSplat pair (the paper's efficiency figure).
 METHODS = method_names()
 DEFAULT_METHODS = ("depthsplat", "zpressor-depthsplat")
 ISSUE_VIEWS = (12, 24, 36, 64, 100, 200, 500)

@@ -43,7 +43,7 @@ def _tiny_method_config(method: str, root: Path, out: Path, steps: int):
     config.steps_per_eval_image = 2
     config.steps_per_eval_all_images = 1000
     scheduler = config.optimizers["encoder"]["scheduler"]
-    if hasattr(scheduler, "max_steps"):  # one-cycle (DepthSplat); pixelSplat's warm-up has no length
+    if hasattr(scheduler, "max_steps"):  # one-cycle; pixelSplat's warm-up has no length
         scheduler.max_steps = 100
     datamanager = config.pipeline.datamanager
     if "pixelsplat" in method:
@@ -63,9 +63,10 @@ def method_config():
     return _tiny_method_config
 
 
-@pytest.fixture(scope="session", params=["zpressor-depthsplat-small", "zpressor-pixelsplat-small"])
+@pytest.fixture(scope="session", params=["zpressor-depthsplat-small", "zpressor-mvsplat-small", "zpressor-pixelsplat-small"])
 def trained_run(request, synthetic_root, tmp_path_factory, method_config):
-    """3 steps of a small method through Nerfstudio's trainer, config.yml written as ns-train does."""
+    """3 steps of each family's small ZPressor method through Nerfstudio's trainer, config.yml written as
+    ns-train does."""
     from nerfstudio.scripts.train import train_loop
 
     config = method_config(request.param, synthetic_root, tmp_path_factory.mktemp("runs"), steps=3)

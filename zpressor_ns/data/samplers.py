@@ -13,7 +13,7 @@ three named options, pixelSplat's "bounded" sampler; see below):
    [left, right], starting from the one farthest from their barycenter. The first pick comes first,
    the last pick last, the picks between are sorted by frame index. (DL3DV's loader sorts both lists.)
 
-pixelSplat's ``bounded`` sampler (``BoundedSampler.preset(..., sampler="bounded")``) differs in three
+pixelSplat's ``bounded`` sampler (``BoundedSampler.preset("pixelsplat")``) differs in three
 options: targets are drawn uniformly *with* replacement from [left, right]
 (``targets_with_replacement``); the extra context views are distinct frames drawn uniformly from
 (left, right) (``extra_views="random"``) and kept in their drawn order (``sort_extra_views=False``), so
@@ -63,8 +63,10 @@ def farthest_point_order(points: Float[Tensor, "point 3"], count: int) -> list[i
     return order
 
 
-# DepthSplat's training settings (train.sh); ACID follows MVSplat's boundedv2_360 (no warm-up, since
-# its dataset-specific override file is never picked up by Hydra).
+# Datasets' presets are DepthSplat's training settings (train.sh); ACID follows MVSplat's boundedv2_360.
+# A method's own preset ("mvsplat": boundedv2_360, no warm-up, since its dataset-specific override file
+# is never picked up by Hydra) replaces the dataset's.
+_MVSPLAT = {"min_gap": 45, "max_gap": 192, "initial_min_gap": 25, "initial_max_gap": 45, "warm_up_steps": 0}
 _PRESETS: dict[str, dict] = {
     "re10k": {
         "min_gap": 50,
@@ -81,20 +83,20 @@ _PRESETS: dict[str, dict] = {
         "warm_up_steps": 10_000,
         "sort": True,
     },
-    "acid": {"min_gap": 45, "max_gap": 192, "initial_min_gap": 25, "initial_max_gap": 45, "warm_up_steps": 0},
+    "acid": _MVSPLAT,
+    "mvsplat": _MVSPLAT,
+    # pixelSplat's bounded sampler, the same for every dataset (its ACID experiments use the RE10K settings).
+    "pixelsplat": {
+        "min_gap": 90,
+        "max_gap": 384,
+        "initial_min_gap": 50,
+        "initial_max_gap": 90,
+        "warm_up_steps": 150_000,
+        "extra_views": "random",
+        "sort_extra_views": False,
+        "targets_with_replacement": True,
+    },
 }
-# pixelSplat's bounded sampler, the same for every dataset (its ACID experiments use the RE10K settings).
-_PIXELSPLAT_BOUNDED: dict = {
-    "min_gap": 90,
-    "max_gap": 384,
-    "initial_min_gap": 50,
-    "initial_max_gap": 90,
-    "warm_up_steps": 150_000,
-    "extra_views": "random",
-    "sort_extra_views": False,
-    "targets_with_replacement": True,
-}
-SamplerName = Literal["boundedv2", "bounded"]
 
 
 @dataclass(frozen=True)
@@ -129,18 +131,12 @@ class BoundedSampler:
             raise ValueError(f"extra_views must be 'farthest_point' or 'random', got {self.extra_views!r}")
 
     @classmethod
-    def preset(
-        cls, dataset: str, num_context: int = 12, num_target: int = 8, sampler: SamplerName = "boundedv2"
-    ) -> BoundedSampler:
-        """The original training settings for ``"re10k"``, ``"dl3dv"`` or ``"acid"``: DepthSplat/MVSplat's
-        ``boundedv2`` sampler, or pixelSplat's ``bounded`` one (the same settings for every dataset)."""
-        if dataset not in _PRESETS:
-            raise ValueError(f"no sampler preset for {dataset!r}; choose one of {sorted(_PRESETS)}")
-        if sampler == "bounded":
-            return cls(num_context=num_context, num_target=num_target, **_PIXELSPLAT_BOUNDED)
-        if sampler != "boundedv2":
-            raise ValueError(f"unknown view sampler {sampler!r}; choose 'boundedv2' or 'bounded'")
-        return cls(num_context=num_context, num_target=num_target, **_PRESETS[dataset])
+    def preset(cls, name: str, num_context: int = 12, num_target: int = 8) -> BoundedSampler:
+        """The original training settings of a dataset (``"re10k"``, ``"dl3dv"``, ``"acid"``) or a method
+        (``"mvsplat"``; ``"pixelsplat"``: its ``bounded`` sampler, the same for every dataset)."""
+        if name not in _PRESETS:
+            raise ValueError(f"no sampler preset for {name!r}; choose one of {sorted(_PRESETS)}")
+        return cls(num_context=num_context, num_target=num_target, **_PRESETS[name])
 
     def gap_bounds(self, step: int) -> tuple[int, int]:
         """(min, max) context gap at a training step, before capping by the scene length.

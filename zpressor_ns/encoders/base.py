@@ -228,7 +228,7 @@ class FeedForwardEncoder(nn.Module):
     """Base of every family's encoder: input checks, the anchor count, the ZPressor stage.
 
     A family implements ``forward(images, c2w, intrinsics, near, far, num_anchors=None, deterministic=False,
-    generator=None) -> EncoderOutput`` and, for ``num_anchors="auto"``, :meth:`memory_estimate`.
+    generator=None) -> EncoderOutput`` and, for ``num_anchors="auto"``, :meth:`estimate_memory`.
     ``deterministic`` and ``generator`` matter for random forwards (pixelSplat's depth samples, ZPressor's
     random first anchor): the generator draws instead of torch's global RNG.
     """
@@ -314,15 +314,15 @@ class FeedForwardEncoder(nn.Module):
             setting=f" for {views} views of {height}x{width} (batch {batch})",
         )
 
-    def memory_estimate(
+    def estimate_memory(
         self, batch: int, views: int, height: int, width: int, anchors: int
     ) -> MemoryEstimate:
-        """The family's model of one inference forward's GPU memory (``anchors`` = ``views`` without ZPressor)."""
+        """The family's memory model of one inference forward (``anchors`` = ``views`` without ZPressor)."""
         raise NotImplementedError(f"{self.family_name} has no memory model for num_anchors='auto'")
 
     def estimate_peak_bytes(self, batch: int, views: int, height: int, width: int, anchors: int) -> float:
         """Modelled peak GPU bytes of one inference forward (weights included); used by ``"auto"``."""
-        return self.memory_estimate(batch, views, height, width, anchors).peak
+        return self.estimate_memory(batch, views, height, width, anchors).peak
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """Parameters the original trains at its lower "pretrained" learning rate (none by default)."""

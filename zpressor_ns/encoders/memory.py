@@ -1,4 +1,10 @@
-"""Every family's peak-memory model has this shape; choosing the anchor count for a memory budget."""
+"""Every family's peak-memory model has the same shape; choosing the anchor count for a memory budget.
+
+A family counts the tensor bytes of one inference forward in two phases (the views streaming through
+ZPressor, then the anchor stages); the larger one plus the weights and inputs is the peak.
+``ACTIVATION_SLACK`` covers what shapes do not show on a GPU (allocator rounding and fragmentation,
+cuDNN/cuBLAS workspaces); it is an allowance, not a measurement, until a GPU benchmark checks it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 BYTES_PER_GB = 1e9
-# What tensor shapes do not show on a GPU (allocator rounding and fragmentation, cuDNN/cuBLAS
-# workspaces): an allowance on the activations, not a measurement.
 ACTIVATION_SLACK = 1.2
+FP32_BYTES = 4
 
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes of one inference forward: always-alive parts, and two activation phases (the larger one sets
-    the peak): the view phase (per-view stages and ZPressor over all views) and the anchor phase."""
+    """Bytes: always-alive parts, and the two activation phases (the larger one sets the peak)."""
 
     weights: float
     inputs: float
@@ -22,12 +26,8 @@ class MemoryEstimate:
     anchor_phase: float
 
     @property
-    def activations(self) -> float:
-        return max(self.view_phase, self.anchor_phase)
-
-    @property
     def peak(self) -> float:
-        return self.weights + self.inputs + ACTIVATION_SLACK * self.activations
+        return self.weights + self.inputs + ACTIVATION_SLACK * max(self.view_phase, self.anchor_phase)
 
 
 def most_anchors_within(

@@ -16,7 +16,7 @@ def recipe(use_zpressor: bool, preset: str) -> TrainingRecipe:
     With ZPressor 12 context views are compressed to 4 anchors; the baseline trains on 4 context views.
     Both are evaluated with 12 context views, as the original's test scripts do.
     ``small`` runs the same recipe on a CPU: 64x64, 6 context views -> 3 anchors (baseline: 3 views), with
-    DepthSplat's ``boundedv2`` sampler, whose initial gaps (15-50 frames) fit short synthetic scenes where
+    the dataset's sampler, whose initial gaps (RE10K: 15-50 frames) fit short synthetic scenes where
     pixelSplat's (50-90 frames) would skip them all.
     """
     common = dict(
@@ -31,7 +31,6 @@ def recipe(use_zpressor: bool, preset: str) -> TrainingRecipe:
     )
     if preset == "small":
         return TrainingRecipe(
-            view_sampler="boundedv2",
             image_shape=(64, 64),
             num_context_views=6 if use_zpressor else 3,
             max_steps=3_000,
@@ -42,10 +41,10 @@ def recipe(use_zpressor: bool, preset: str) -> TrainingRecipe:
             **common,
         )
     return TrainingRecipe(
-        view_sampler="bounded",
+        view_sampler="pixelsplat",
         image_shape=(256, 256),
         num_context_views=12 if use_zpressor else 4,
-        eval_context_views=12,  # test_re10k.py / test_re10k_base.py: both methods at 12 views
+        eval_num_context_views=12,  # test_re10k.py / test_re10k_base.py: both methods at 12 views
         max_steps=300_001,
         warmup_steps=2_000,
         lpips_after_step=150_000,

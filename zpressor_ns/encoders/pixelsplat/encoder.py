@@ -42,7 +42,7 @@ from zpressor_ns.encoders.pixelsplat.epipolar_transformer import (
     EpipolarTransformer,
     depth_from_relative_disparity,
 )
-from zpressor_ns.gaussian_adapter import decode_pixel_gaussians, num_gaussian_channels
+from zpressor_ns.gaussian_adapter import decode_depth_scaled_gaussians, num_depth_scaled_channels
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class PixelSplatEncoder(FeedForwardEncoder):
         self.image_skip = nn.Conv2d(3, c, 7, 1, 3)
         # Per bucket: (probability logit, offset logit), interleaved.
         self.depth_head = nn.Linear(c, 2 * config.num_depth_buckets)
-        self.gaussian_head = nn.Linear(c, num_gaussian_channels(config.sh_degree, opacity_channel=False))
+        self.gaussian_head = nn.Linear(c, num_depth_scaled_channels(config.sh_degree))
 
     def forward(
         self,
@@ -166,27 +166,26 @@ class PixelSplatEncoder(FeedForwardEncoder):
         depths = depth_from_relative_disparity(disparity, near[:, :, None, None], far[:, :, None, None])
         opacities = pdf_to_opacity(density) / cfg.gaussians_per_pixel
 
-        raw = self.gaussian_head(tokens).transpose(2, 3).unflatten(-1, (h, w))
-        pixels = decode_pixel_gaussians(
-            raw,
-            images,
+        low, high = cfg.scale_range
+        gaussians = decode_depth_scaled_gaussians(
+            self.gaussian_head(tokens),
+            depths,
+            opacities,
             c2w,
             intrinsics,
-            cfg.sh_degree,
-            opacity_channel=False,
-            scale_activation="depth_relative",
-            scale_range=cfg.scale_range,
-            colour_dc_init=False,
+            (h, w),
+            sh_degree=cfg.sh_degree,
+            scale_min=low,
+            scale_max=high,
+            anchors=views.anchors,
         )
-        depths, opacities = depths.unflatten(2, (h, w)), opacities.unflatten(2, (h, w))
-        gaussians = pixels.at_depths(depths, views.anchors, opacities)
         return EncoderOutput(
             means=gaussians.means,
             covariances=gaussians.covariances,
             harmonics=gaussians.harmonics,
             opacities=gaussians.opacities,
             anchors=views.anchors,
-            depths=depths,
+            depths=depths.unflatten(2, (h, w)),
             clusters=views.clusters,
         )
 
@@ -206,7 +205,7 @@ class PixelSplatEncoder(FeedForwardEncoder):
         logits = self.depth_head(tokens).unflatten(-1, (self.config.num_depth_buckets, 2))
         return logits[..., 0].softmax(dim=-1), logits[..., 1].sigmoid()
 
-    def memory_estimate(
+    def estimate_memory(
         self, batch: int, views: int, height: int, width: int, anchors: int
     ) -> MemoryEstimate:
         from zpressor_ns.encoders.pixelsplat.memory_budget import estimate_memory

@@ -21,13 +21,11 @@ a trace; ``benchmarks/cuda_dry_run.py`` compares them with the live tensors of t
 
 from __future__ import annotations
 
-from zpressor_ns.encoders.memory import MemoryEstimate
+from zpressor_ns.encoders.memory import FP32_BYTES, MemoryEstimate
 from zpressor_ns.encoders.pixelsplat.encoder import PixelSplatConfig
 from zpressor_ns.encoders.pixelsplat.epipolar_transformer import KEY_VALUE_BLOCK
-from zpressor_ns.gaussian_adapter import num_gaussian_channels
+from zpressor_ns.gaussian_adapter import num_depth_scaled_channels
 from zpressor_ns.sh_rotation import num_coefficients
-
-FP32_BYTES = 4
 
 
 def backbone_values(config: PixelSplatConfig) -> float:
@@ -59,7 +57,7 @@ def head_values(config: PixelSplatConfig) -> float:
     refine = 5 * c
     decoded = 3 + 3 + 9 + 2 * sh  # rays, unit-depth covariance, SH before and after rotation
     gaussians = config.gaussians_per_pixel * (3 + 9 + sh + 1)
-    heads = 2 * c + 2 * buckets + 2 * num_gaussian_channels(config.sh_degree, False) + decoded + gaussians
+    heads = 2 * c + 2 * buckets + 2 * num_depth_scaled_channels(config.sh_degree) + decoded + gaussians
     return max(refine, heads)
 
 
