@@ -63,7 +63,10 @@ def method_config():
     return _tiny_method_config
 
 
-@pytest.fixture(scope="session", params=["zpressor-depthsplat-small", "zpressor-mvsplat-small", "zpressor-pixelsplat-small"])
+@pytest.fixture(
+    scope="session",
+    params=["zpressor-depthsplat-small", "zpressor-mvsplat-small", "zpressor-pixelsplat-small"],
+)
 def trained_run(request, synthetic_root, tmp_path_factory, method_config):
     """3 steps of each family's small ZPressor method through Nerfstudio's trainer, config.yml written as
     ns-train does."""

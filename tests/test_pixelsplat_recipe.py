@@ -81,18 +81,17 @@ def walk(frames: int) -> torch.Tensor:
 
 
 def test_bounded_sampler_settings_are_the_originals():
-    sampler = BoundedSampler.preset("re10k", 12, 4, sampler="bounded")
+    sampler = BoundedSampler.preset("pixelsplat", 12, 4)
     assert (sampler.initial_min_gap, sampler.initial_max_gap) == (50, 90)
     assert (sampler.min_gap, sampler.max_gap, sampler.warm_up_steps) == (90, 384, 150_000)
     assert sampler.gap_bounds(0) == (50, 90) and sampler.gap_bounds(75_000) == (70, 237)
     assert sampler.gap_bounds(150_000) == sampler.gap_bounds(10**6) == (90, 384)
-    assert BoundedSampler.preset("acid", 12, 4, sampler="bounded") == sampler  # ACID trains the same way
-    with pytest.raises(ValueError, match="unknown view sampler"):
-        BoundedSampler.preset("re10k", sampler="uniform")
+    with pytest.raises(ValueError, match="no sampler preset for 'uniform'"):
+        BoundedSampler.preset("uniform")
 
 
 def test_bounded_sampler_draws_as_the_original():
-    sampler = BoundedSampler.preset("re10k", 12, 4, sampler="bounded")
+    sampler = BoundedSampler.preset("pixelsplat", 12, 4)
     unsorted = repeated = 0
     for seed in range(40):
         context, targets = sampler.sample(300, walk(300), step=0, rng=torch.Generator().manual_seed(seed))
@@ -146,11 +145,12 @@ def test_recipes_are_the_originals():
         150_000,
     )
     assert (zp.view_sampler, zp.depth_bounds, zp.num_target_views, zp.batch_size) == (
-        "bounded",
+        "pixelsplat",
         "pixelsplat_shim",
         4,
         1,
     )
+    assert zp.eval_num_context_views == base.eval_num_context_views == 12  # the original's test scripts
     assert family.config(True).num_anchors == 4
 
 
@@ -162,7 +162,7 @@ def test_methods_select_the_recipe():
 
     config = METHODS["zpressor-pixelsplat"].config
     datamanager, model = config.pipeline.datamanager, config.pipeline.model
-    assert (datamanager.view_sampler, datamanager.depth_bounds) == ("bounded", "pixelsplat_shim")
+    assert (datamanager.view_sampler, datamanager.depth_bounds) == ("pixelsplat", "pixelsplat_shim")
     assert (datamanager.image_shape, datamanager.num_context_views, datamanager.num_target_views) == (
         (256, 256),
         12,
@@ -178,10 +178,7 @@ def test_methods_select_the_recipe():
     assert METHODS["pixelsplat"].config.pipeline.datamanager.eval_num_context_views == 12
     assert datamanager.eval_num_context_views == 12
     depthsplat = METHODS["zpressor-depthsplat"].config.pipeline
-    assert (depthsplat.datamanager.view_sampler, depthsplat.datamanager.depth_bounds) == (
-        "boundedv2",
-        "dataset",
-    )
+    assert (depthsplat.datamanager.view_sampler, depthsplat.datamanager.depth_bounds) == (None, "dataset")
 
 
 class ConstantLPIPS(torch.nn.Module):
@@ -236,3 +233,16 @@ def test_evaluation_draws_are_seeded_and_training_draws_are_not():
     deterministic = small_model(deterministic=True).eval()
     with torch.no_grad():
         assert deterministic.encode(context).means.shape[1] == 3 * 16 * 16
+
+
+def test_the_bounds_shim_reaches_the_examples(synthetic_root, method_config, tmp_path):
+    pytest.importorskip("nerfstudio", reason="the Nerfstudio face's datamanager")
+    config = method_config("zpressor-pixelsplat-small", synthetic_root, tmp_path, steps=1)
+    manager = config.pipeline.datamanager.setup(device="cpu", test_mode="inference")
+    context = manager.display_context(manager.display_scene, 6)
+    height, width = context["image"].shape[-2:]
+    near = depth_for_disparity(context["c2w"], context["K"], (height, width), 3.0 * min(height, width))
+    far = depth_for_disparity(context["c2w"], context["K"], (height, width), 0.5)
+    torch.testing.assert_close(context["near"], near[:, None].expand(1, 6))
+    torch.testing.assert_close(context["far"], far[:, None].expand(1, 6))
+    assert not torch.allclose(context["near"], torch.tensor(config.pipeline.datamanager.dataparser.near))

@@ -39,7 +39,9 @@ class OverfitSetting:
 SETTINGS = [
     OverfitSetting("zpressor-depthsplat", lr=5e-4),
     OverfitSetting("zpressor-mvsplat", lr=2e-4),
-    OverfitSetting("zpressor-pixelsplat", lr=1e-3, image_shape=(16, 16), steps=40, depth_bounds="pixelsplat_shim"),
+    OverfitSetting(
+        "zpressor-pixelsplat", lr=1e-3, image_shape=(16, 16), steps=40, depth_bounds="pixelsplat_shim"
+    ),
 ]
 
 
@@ -50,7 +52,10 @@ def test_small_zpressor_preset_overfits_one_scene(setting: OverfitSetting, synth
     key = reader.keys()[0]
     index = EvaluationIndex({key: IndexEntry(context=(0, 8, 16, 24), target=(4, 12))}, "test")
     options = ExampleOptions(
-        image_shape=setting.image_shape, near=SYNTHETIC_NEAR, far=SYNTHETIC_FAR, depth_bounds=setting.depth_bounds
+        image_shape=setting.image_shape,
+        near=SYNTHETIC_NEAR,
+        far=SYNTHETIC_FAR,
+        depth_bounds=setting.depth_bounds,
     )
     example = MultiSceneDataset(reader, index, options)[0]
     context = {k: v[None] for k, v in example["context"].items()}
