@@ -2,6 +2,7 @@
 
     python benchmarks/cuda_dry_run.py                       # paper preset, the efficiency sweep's settings
     python benchmarks/cuda_dry_run.py --views 12 36 --methods zpressor-depthsplat --out dry_run.json
+    python benchmarks/cuda_dry_run.py --methods zpressor-pixelsplat pixelsplat --views 4 12 --resolutions 256x256
 
 PyTorch's ``FakeTensorMode`` gives tensors a device, shape and dtype but no data, so the paper-size
 encoder "runs" on a CPU-only machine with every tensor on ``cuda``: the code path an H100 takes (device
@@ -13,7 +14,7 @@ and activations, on CUDA dtypes.
 
 What the dry run cannot see, so a measured ``torch.cuda.max_memory_allocated`` lies above it: kernel
 workspaces (cuDNN, cuBLAS), the caching allocator's rounding, and whatever a real kernel allocates
-internally. Four things are simulated, and only inside the dry run:
+internally. Five things are simulated, and only inside the dry run:
 
 - FlexAttention (a higher-order op the tracker cannot follow) is replaced by a stand-in that allocates
   what the fused kernel returns, its output; the real kernel never materialises the score matrix either.
@@ -21,6 +22,8 @@ internally. Four things are simulated, and only inside the dry run:
 - ``torch.compiler.is_compiling()`` reads True, which skips the one host-side check of the forward
   (finite camera centres); fake tensors have no values to check.
 - cuDNN is off, so ``grid_sample`` dispatches to the kernel that fake tensors support.
+- ``torch.linalg.lstsq`` (pixelSplat's epipolar depths; its rank and residual outputs have data-dependent
+  shapes, which fake tensors cannot give) is answered by ``torch.linalg.solve``, same solution shape.
 
 Every row also carries the analytic peak of the family's memory model (``encoder.estimate_memory``, e.g.
 ``zpressor_ns/encoders/depthsplat/memory_budget.py``; the model behind ``num_anchors="auto"``) for comparison.
@@ -54,14 +57,20 @@ def _flex_stand_in(query, key, value, block_mask=None, scale=None):
     return torch.empty_like(query)
 
 
+def _lstsq_stand_in(a, b, *args, **kwargs):
+    """A least-squares solution shaped as lstsq's, from a square solve (fake tensors cannot run lstsq)."""
+    return torch.return_types.linalg_lstsq((torch.linalg.solve(a, b), *(a.new_empty(0) for _ in range(3))))
+
+
 @contextlib.contextmanager
 def simulated_cuda() -> Iterator[None]:
-    """The four simulations listed in the module docstring, undone on exit."""
+    """The five simulations listed in the module docstring, undone on exit."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(torch.compiler, "is_compiling", lambda: True))
         stack.enter_context(mock.patch("torch.utils._triton.has_triton", lambda: True))
         stack.enter_context(mock.patch.object(attention, "_flex_call", lambda device: _flex_stand_in))
         stack.enter_context(torch.backends.cudnn.flags(enabled=False))
+        stack.enter_context(mock.patch.object(torch.linalg, "lstsq", _lstsq_stand_in))
         yield
 
 

@@ -4,6 +4,7 @@
     python benchmarks/efficiency.py                           # CUDA: the issue's sweep, paper preset
     python benchmarks/efficiency.py --views 1000 --resolutions 270x480 --methods zpressor-depthsplat
     python benchmarks/efficiency.py --methods zpressor-mvsplat mvsplat --resolutions 256x256
+    python benchmarks/efficiency.py --methods zpressor-pixelsplat pixelsplat --views 4 8 12 --resolutions 256x256
 
 Any registered method can be measured (``--methods``); the default is DepthSplat's pair.
 
@@ -19,7 +20,8 @@ ones; both synchronised, after warm-up. ``peak_mib`` is ``torch.cuda.max_memory_
 timed encoder forwards after a reset that follows the warm-up (weights and inputs included). On CPU it
 is the growth of the process's peak RSS over its size right after import (``memory_kind`` says which).
 
-Sizes must be multiples of every measured encoder's ``required_multiple`` (DepthSplat 32, MVSplat 16):
+Sizes must be multiples of every measured encoder's ``required_multiple`` (DepthSplat 32, MVSplat and
+pixelSplat 16):
 other sizes are centre-cropped to the largest multiple that fits (270x480, DL3DV's 480P, runs as 256x480),
 and the row keeps both.
 """

@@ -15,10 +15,14 @@ from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from zpressor_ns.encoders.registry import family_of, registered_method_names, resolve_method
+from zpressor_ns.encoders.registry import TrainingRecipe, family_of, registered_method_names, resolve_method
 from zpressor_ns.nerfstudio.datamanager import FeedForwardDataManagerConfig
 from zpressor_ns.nerfstudio.model import FeedForwardModelConfig
-from zpressor_ns.nerfstudio.optim import OneCycleSchedulerConfig, SplitLRAdamWConfig
+from zpressor_ns.nerfstudio.optim import (
+    LinearWarmupSchedulerConfig,
+    OneCycleSchedulerConfig,
+    SplitLRAdamWConfig,
+)
 from zpressor_ns.nerfstudio.pipeline import FeedForwardPipelineConfig
 
 
@@ -27,8 +31,6 @@ def method_specification(name: str) -> MethodSpecification:
     method, preset = resolve_method(name)
     family, use_zpressor = family_of(method)
     recipe = family.recipe(use_zpressor, preset)
-    if recipe.schedule != "one_cycle":
-        raise NotImplementedError(f"{name}: the {recipe.schedule!r} schedule has no Nerfstudio config yet")
     return MethodSpecification(
         config=TrainerConfig(
             method_name=name,
@@ -50,11 +52,13 @@ def method_specification(name: str) -> MethodSpecification:
                     far=recipe.far,
                     view_sampler=recipe.view_sampler,
                     eval_num_context_views=recipe.eval_num_context_views,
+                    depth_bounds=recipe.depth_bounds,
                 ),
                 model=FeedForwardModelConfig(
                     method=method,
                     preset=preset,
                     lpips_weight=recipe.lpips_weight,
+                    lpips_after_step=recipe.lpips_after_step,
                     ib_weight=recipe.ib_weight,
                     intermediate_weight=recipe.intermediate_weight,
                 ),
@@ -68,7 +72,7 @@ def method_specification(name: str) -> MethodSpecification:
                         weight_decay=recipe.weight_decay,
                         max_grad_norm=recipe.max_grad_norm,
                     ),
-                    "scheduler": OneCycleSchedulerConfig(max_steps=recipe.max_steps),
+                    "scheduler": _scheduler(recipe),
                 }
             },
             viewer=ViewerConfig(websocket_host="127.0.0.1", num_rays_per_chunk=1 << 15),
@@ -76,6 +80,13 @@ def method_specification(name: str) -> MethodSpecification:
         ),
         description=_description(method, preset),
     )
+
+
+def _scheduler(recipe: TrainingRecipe) -> OneCycleSchedulerConfig | LinearWarmupSchedulerConfig:
+    """The recipe's learning-rate schedule (DepthSplat/MVSplat: one-cycle; pixelSplat: linear warm-up)."""
+    if recipe.schedule == "linear_warmup":
+        return LinearWarmupSchedulerConfig(warmup_steps=recipe.warmup_steps)
+    return OneCycleSchedulerConfig(max_steps=recipe.max_steps)
 
 
 def _description(method: str, preset: str) -> str:

@@ -42,8 +42,13 @@ def _tiny_method_config(method: str, root: Path, out: Path, steps: int):
     config.steps_per_save = steps
     config.steps_per_eval_image = 2
     config.steps_per_eval_all_images = 1000
-    config.optimizers["encoder"]["scheduler"].max_steps = 100
+    scheduler = config.optimizers["encoder"]["scheduler"]
+    if hasattr(scheduler, "max_steps"):  # one-cycle; pixelSplat's warm-up has no length
+        scheduler.max_steps = 100
     datamanager = config.pipeline.datamanager
+    if "pixelsplat" in method:
+        # ZPressor attends over every pixel in pixelSplat: a smaller image keeps the CPU runs short.
+        datamanager.image_shape = (16, 32)
     datamanager.data = root / "re10k"
     datamanager.dataparser.near, datamanager.dataparser.far = SYNTHETIC_NEAR, SYNTHETIC_FAR
     datamanager.eval_index = root / "re10k" / "evaluation" / "re10k_ctx_6v_tgt_8v_n40.json"
@@ -58,7 +63,10 @@ def method_config():
     return _tiny_method_config
 
 
-@pytest.fixture(scope="session", params=["zpressor-depthsplat-small", "zpressor-mvsplat-small"])
+@pytest.fixture(
+    scope="session",
+    params=["zpressor-depthsplat-small", "zpressor-mvsplat-small", "zpressor-pixelsplat-small"],
+)
 def trained_run(request, synthetic_root, tmp_path_factory, method_config):
     """3 steps of each family's small ZPressor method through Nerfstudio's trainer, config.yml written as
     ns-train does."""

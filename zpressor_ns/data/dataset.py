@@ -37,8 +37,10 @@ from zpressor_ns.data.samplers import BoundedSampler, SceneTooShort
 from zpressor_ns.data.scene import Scene, SceneError, SceneReader, field_of_view_deg
 from zpressor_ns.data.shims import (
     DECODE_HEADROOM,
+    DepthBounds,
     ResizeMode,
     decode_reduction,
+    pixelsplat_depth_bounds,
     random_flip,
     rescale_example,
 )
@@ -74,6 +76,8 @@ class ExampleOptions:
     resize_mode: ResizeMode = "bicubic"  # "pil_lanczos" reproduces the original's resampling
     max_fov_deg: float | None = None  # training skips scenes wider than this (the original uses 100)
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # transparent pixels become this colour
+    # "pixelsplat_shim": near/far from the context cameras (pixelSplat's bounds shim) instead of near/far.
+    depth_bounds: DepthBounds = "dataset"
 
 
 class SharedStep:
@@ -295,7 +299,10 @@ class MultiSceneDataset(Dataset):
         example: Example = {"context": view_set(context), "target": view_set(target), "scene": scene.key}
         if flip_rng is not None:
             example = random_flip(example, flip_rng)
-        return rescale_example(example, self.options.image_shape, self.options.resize_mode)
+        example = rescale_example(example, self.options.image_shape, self.options.resize_mode)
+        if self.options.depth_bounds == "pixelsplat_shim":
+            example = pixelsplat_depth_bounds(example)
+        return example
 
 
 class SourceGroupedShuffle(Sampler[int]):

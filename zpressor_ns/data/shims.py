@@ -9,6 +9,11 @@ shifts cx/cy by half a pixel, which is where the principal point really lands.
 Resampling: the original resizes with PIL's LANCZOS filter on uint8 images. ``"pil_lanczos"`` does
 exactly that (use it to evaluate against published numbers); the default ``"bicubic"`` is torch's
 antialiased bicubic filter, which runs batched and on any device and differs by a few uint8 levels.
+
+Depth bounds: pixelSplat does not use fixed near/far planes but derives them per example from the
+context cameras (``pixelsplat_depth_bounds``, the original's bounds shim): the depth at which the widest
+context baseline moves a point by ``near_disparity x min(H, W)`` pixels is the near plane, by
+``far_disparity`` pixels the far plane. It reads all context cameras, before any compression to anchors.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ from torch import Tensor
 from zpressor_ns.types import Example, ViewSet
 
 ResizeMode = Literal["bicubic", "bilinear", "pil_lanczos"]
+DepthBounds = Literal["dataset", "pixelsplat_shim"]
+# pixelSplat's bounds shim: near where the widest baseline moves a point 3 x min(H, W) pixels, far 0.5.
+PIXELSPLAT_NEAR_DISPARITY = 3.0
+PIXELSPLAT_FAR_DISPARITY = 0.5
+# Baselines below this count as this (a motionless context still gets finite bounds).
+MIN_BASELINE = 1e-6
 
 # A frame decoded smaller (see decode_reduction) stays at least this many times the size it is
 # resized to, so the antialiased resize below still sees every detail it keeps.
@@ -139,4 +150,48 @@ def rescale_example(example: Example, out_hw: tuple[int, int], mode: ResizeMode 
     for part in ("context", "target"):
         images, K = rescale_and_crop(example[part]["image"], example[part]["K"], out_hw, mode)
         out[part] = {**example[part], "image": images, "K": K}
+    return out
+
+
+def depth_for_disparity(
+    c2w: Float[Tensor, "*batch view 4 4"],
+    K: Float[Tensor, "*batch view 3 3"],
+    image_shape: tuple[int, int],
+    disparity: float,
+) -> Float[Tensor, " *batch"]:
+    """Depth at which the widest distance between the cameras spans ``disparity`` pixels.
+
+    A pixel's size at depth 1 is K[:2, :2]^-1 (1/W, 1/H) (normalised K), averaged over views and axes.
+    """
+    height, width = image_shape
+    centres = c2w[..., :3, 3]
+    baselines = (centres[..., None, :, :] - centres[..., :, None, :]).norm(dim=-1).clamp(min=MIN_BASELINE)
+    widest = baselines.flatten(-2).amax(dim=-1)
+    pixel = torch.tensor((1.0 / width, 1.0 / height), dtype=K.dtype, device=K.device)
+    pixel_size = (torch.linalg.inv(K[..., :2, :2]) @ pixel).flatten(-2).mean(dim=-1)
+    return widest / (disparity * pixel_size)
+
+
+def pixelsplat_depth_bounds(
+    example: Example,
+    near_disparity: float = PIXELSPLAT_NEAR_DISPARITY,
+    far_disparity: float = PIXELSPLAT_FAR_DISPARITY,
+) -> Example:
+    """The example with near/far of every context and target view set by pixelSplat's bounds shim (see the
+    module docstring) from its context cameras and context image size. Works batched or not."""
+    context = example["context"]
+    height, width = context["image"].shape[-2:]
+    near = depth_for_disparity(
+        context["c2w"], context["K"], (height, width), near_disparity * min(height, width)
+    )
+    far = depth_for_disparity(context["c2w"], context["K"], (height, width), far_disparity)
+    out = dict(example)
+    for part in ("context", "target"):
+        views = example[part]
+        shape = views["near"].shape
+        out[part] = {
+            **views,
+            "near": near[..., None].expand(shape).to(views["near"].dtype).clone(),
+            "far": far[..., None].expand(shape).to(views["far"].dtype).clone(),
+        }
     return out

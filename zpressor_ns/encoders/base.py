@@ -104,12 +104,13 @@ class EncoderConfig:
 class EncoderOutput(Gaussians):
     """The Gaussians (fields of :class:`Gaussians`, G anchor-major in FPS order) plus what training needs.
 
+    ``depths`` are the Gaussians' depths along their rays (pixelSplat: [..., sample], several per pixel);
     ``intermediate`` (DepthSplat, training mode only) holds the same Gaussians placed at the x8-bilinear
     low-res depth; ``latent`` is the feature map the information-bottleneck loss acts on; ``clusters[b, v]``
     is the anchor slot each context view was assigned to (None without ZPressor).
     """
 
-    depths: Float[Tensor, "batch anchor height width"] | None = None
+    depths: Float[Tensor, "batch anchor height width *sample"] | None = None
     latent: Float[Tensor, "batch anchor channel height width"] | None = None
     intermediate: Gaussians | None = None
     clusters: Int64[Tensor, "batch view"] | None = None
@@ -226,8 +227,10 @@ def compress_views(
 class FeedForwardEncoder(nn.Module):
     """Base of every family's encoder: input checks, the anchor count, the ZPressor stage.
 
-    A family implements ``forward(images, c2w, intrinsics, near, far, num_anchors=None, deterministic=False)
-    -> EncoderOutput`` and, for ``num_anchors="auto"``, :meth:`estimate_memory`.
+    A family implements ``forward(images, c2w, intrinsics, near, far, num_anchors=None, deterministic=False,
+    generator=None) -> EncoderOutput`` and, for ``num_anchors="auto"``, :meth:`estimate_memory`.
+    ``deterministic`` and ``generator`` matter for random forwards (pixelSplat's depth samples, ZPressor's
+    random first anchor): the generator draws instead of torch's global RNG.
     """
 
     config: EncoderConfig

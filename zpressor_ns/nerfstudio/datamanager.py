@@ -30,7 +30,7 @@ from zpressor_ns.data.dataset import ExampleOptions, MultiSceneDataset, SharedSt
 from zpressor_ns.data.eval_index import EvaluationIndex, IndexEntry, build_evaluation_index, checked_keys
 from zpressor_ns.data.samplers import BoundedSampler
 from zpressor_ns.data.scene import SceneError
-from zpressor_ns.data.shims import oriented_shape
+from zpressor_ns.data.shims import DepthBounds, oriented_shape
 from zpressor_ns.dataparsers import MULTISCENE_DATAPARSERS
 from zpressor_ns.dataparsers.multiscene import MultiSceneDataParser, example_outputs
 from zpressor_ns.types import Example, batch_to
@@ -87,7 +87,8 @@ class FeedForwardDataManagerConfig(DataManagerConfig):
     """Far depth bound, likewise (MVSplat: 100); None: the dataparser's."""
     view_sampler: str | None = None
     """Training view-sampler preset (``zpressor_ns.data.samplers``), set by methods whose original samples
-    views its own way (MVSplat: "mvsplat"); None: the dataset's (the dataparser's ``dataset``)."""
+    views its own way (MVSplat: "mvsplat", pixelSplat: "pixelsplat"); None: the dataset's (the dataparser's
+    ``dataset``)."""
     num_workers: int = 4
     """DataLoader worker processes (0: load in the training process)."""
     augment: bool = True
@@ -96,6 +97,9 @@ class FeedForwardDataManagerConfig(DataManagerConfig):
     """Image resampling; pil_lanczos reproduces the original's exactly (slower)."""
     max_fov_deg: float | None = 100.0
     """Training skips scenes wider than this field of view (the original's RE10K filter)."""
+    depth_bounds: DepthBounds = "dataset"
+    """near/far of every example: fixed (near/far above, else the dataparser's), or pixelSplat's bounds shim
+    from the context cameras (set by the pixelSplat methods; evaluation and the viewer use the same)."""
     eval_index: Path | None = None
     """Evaluation index JSON ({scene: {context, target}}). Default: the dataset's index file for
     eval_num_context_views (<dataset>_ctx_<N>v_tgt_*.json) in $ZPRESSOR_EVAL_INDEX_DIR, DATA/evaluation,
@@ -155,6 +159,7 @@ class FeedForwardDataManager(DataManager):
             far=parser_config.far if config.far is None else config.far,
             augment=False,
             resize_mode=config.resize_mode,
+            depth_bounds=config.depth_bounds,
             background=tuple(background_color),
         )
         self.step = SharedStep()

@@ -67,6 +67,8 @@ class FeedForwardModelConfig(ModelConfig):
     a local file, converted on load, every key accounted for."""
     lpips_weight: float = 0.05
     """Weight of the LPIPS (VGG) term of the image loss."""
+    lpips_after_step: int = 0
+    """The LPIPS term counts from this training step on (pixelSplat: 150,000; before it, MSE alone)."""
     ib_weight: float = 1e-5
     """Weight of the information-bottleneck KL on the upsampled features."""
     intermediate_weight: float = 0.9
@@ -80,6 +82,13 @@ class FeedForwardModelConfig(ModelConfig):
     """SH degree written by ns-export (standard 3DGS viewers read degree 3; the model predicts 4)."""
     background_color: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Background of training/evaluation renders (the original uses black)."""
+    eval_seed: int | None = 111123
+    """Outside training, the encoder's random draws (pixelSplat's depth samples and view-embedding shuffle)
+    come from a generator seeded with this for every batch, so scores and renders repeat exactly; None:
+    torch's global RNG, as the original's test step (whose draws then depend on the order of the scenes)."""
+    deterministic: bool = False
+    """Outside training, place pixelSplat's Gaussians at the most likely depth of each pixel (one each)
+    instead of sampling three; the original samples in training and in its test step (the paper's scores)."""
     tf32_matmul: bool = True
     """On CUDA, fp32 matmuls run as TF32 (``torch.set_float32_matmul_precision("high")``), as the
     original's main.py sets for its whole run; ZPressor's attention is bf16 either way. CPU stays exact."""
@@ -124,6 +133,10 @@ class FeedForwardSplatModel(SplatfactoModel):
 
     # ---- the encoder and renderer ------------------------------------------------------------
     def encode(self, context: dict[str, Tensor], num_anchors: int | str | None = None):
+        """The encoder's Gaussians for a batch of context views (see ``eval_seed`` and ``deterministic``)."""
+        generator = None
+        if not self.training and self.config.eval_seed is not None:
+            generator = torch.Generator(device=context["image"].device).manual_seed(self.config.eval_seed)
         return self.encoder(
             context["image"],
             context["c2w"],
@@ -131,6 +144,8 @@ class FeedForwardSplatModel(SplatfactoModel):
             context["near"],
             context["far"],
             num_anchors=num_anchors or self.config.num_anchors,
+            deterministic=self.config.deterministic and not self.training,
+            generator=generator,
         )
 
     def render(
@@ -176,7 +191,8 @@ class FeedForwardSplatModel(SplatfactoModel):
         self, prediction: Tensor, target: Tensor, prefix: str, weight: float
     ) -> dict[str, Tensor]:
         terms = {f"{prefix}mse": weight * losses.mse_loss(prediction, target)}
-        lpips = self._lpips() if self.config.lpips_weight > 0 else None
+        counts = self.config.lpips_weight > 0 and self.step >= self.config.lpips_after_step
+        lpips = self._lpips() if counts else None
         if lpips is not None:
             terms[f"{prefix}lpips"] = weight * self.config.lpips_weight * lpips(prediction, target).mean()
         return terms

@@ -208,20 +208,22 @@ class DepthSplatEncoder(FeedForwardEncoder):
         far: Float[Tensor, "batch view"],
         num_anchors: AnchorCount = None,
         deterministic: bool = False,
+        generator: torch.Generator | None = None,
     ) -> EncoderOutput:
         """Gaussians of the anchors, ordered anchor-major (FPS order), then pixels row-major.
 
         ``images`` in [0, 1]; ``c2w`` OpenCV camera-to-world; ``intrinsics`` normalised; ``near``/``far``
         the depth range in world units. ``num_anchors`` overrides the configured anchor count; ``"auto"``
         takes the most anchors that fit the configured ``memory_budget_gb``. DepthSplat's forward has no
-        randomness: ``deterministic`` is accepted for the common encoder interface.
+        randomness: ``deterministic`` is accepted for the common encoder interface, and ``generator`` only
+        draws ZPressor's first anchor when that is configured to be random.
         """
         self.check_inputs(images, c2w, intrinsics, near, far)
         cfg = self.config
         b, _, _, h, w = images.shape
         # The fused 1/8 maps replace only the transformer's input; every other consumer reads the
         # anchors' raw CNN features (the original's insertion point).
-        views = self.compress(self._view_features, images, c2w, num_anchors)
+        views = self.compress(self._view_features, images, c2w, num_anchors, generator)
         half, quarter, eighth, _ = views.kept
         transformer_in = views.fused
         anchors, clusters = views.anchors, views.clusters
