@@ -2,6 +2,7 @@
 
     python benchmarks/cuda_dry_run.py                       # paper preset, the efficiency sweep's settings
     python benchmarks/cuda_dry_run.py --views 12 36 --methods zpressor-depthsplat --out dry_run.json
+    python benchmarks/cuda_dry_run.py --methods zpressor-pixelsplat pixelsplat --views 4 12 --resolutions 256x256
 
 PyTorch's ``FakeTensorMode`` gives tensors a device, shape and dtype but no data, so the paper-size
 encoder "runs" on a CPU-only machine with every tensor on ``cuda``: the code path an H100 takes (device
@@ -13,7 +14,7 @@ and activations, on CUDA dtypes.
 
 What the dry run cannot see, so a measured ``torch.cuda.max_memory_allocated`` lies above it: kernel
 workspaces (cuDNN, cuBLAS), the caching allocator's rounding, and whatever a real kernel allocates
-internally. Four things are simulated, and only inside the dry run:
+internally. Five things are simulated, and only inside the dry run:
 
 - FlexAttention (a higher-order op the tracker cannot follow) is replaced by a stand-in that allocates
   what the fused kernel returns, its output; the real kernel never materialises the score matrix either.
@@ -21,9 +22,11 @@ internally. Four things are simulated, and only inside the dry run:
 - ``torch.compiler.is_compiling()`` reads True, which skips the one host-side check of the forward
   (finite camera centres); fake tensors have no values to check.
 - cuDNN is off, so ``grid_sample`` dispatches to the kernel that fake tensors support.
+- ``torch.linalg.lstsq`` (pixelSplat's epipolar depths; its rank and residual outputs have data-dependent
+  shapes, which fake tensors cannot give) is answered by ``torch.linalg.solve``, same solution shape.
 
-Every row also carries the analytic peak of ``zpressor_ns/encoders/depthsplat/memory_budget.py`` (the model behind
-``num_anchors="auto"``) for comparison.
+Every row also carries the analytic peak of the family's memory model (``encoder.estimate_memory``, e.g.
+``zpressor_ns/encoders/depthsplat/memory_budget.py``; the model behind ``num_anchors="auto"``) for comparison.
 """
 
 from __future__ import annotations
@@ -39,11 +42,11 @@ from unittest import mock
 
 import torch
 from common import markdown_table, write_json
-from efficiency import ISSUE_VIEWS, METHODS, parse_size, runnable_size, synthetic_inputs
+from efficiency import DEFAULT_METHODS, ISSUE_VIEWS, METHODS, parse_size, runnable_size, synthetic_inputs
 
 from zpressor_ns import attention
 from zpressor_ns.encoders import build_encoder, required_multiple
-from zpressor_ns.encoders.depthsplat.memory_budget import ACTIVATION_SLACK, estimate_memory
+from zpressor_ns.encoders.memory import ACTIVATION_SLACK
 
 GB = 1e9
 CUDA = torch.device("cuda", 0)  # the device the tracker files fake CUDA storages under
@@ -54,14 +57,20 @@ def _flex_stand_in(query, key, value, block_mask=None, scale=None):
     return torch.empty_like(query)
 
 
+def _lstsq_stand_in(a, b, *args, **kwargs):
+    """A least-squares solution shaped as lstsq's, from a square solve (fake tensors cannot run lstsq)."""
+    return torch.return_types.linalg_lstsq((torch.linalg.solve(a, b), *(a.new_empty(0) for _ in range(3))))
+
+
 @contextlib.contextmanager
 def simulated_cuda() -> Iterator[None]:
-    """The four simulations listed in the module docstring, undone on exit."""
+    """The five simulations listed in the module docstring, undone on exit."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(torch.compiler, "is_compiling", lambda: True))
         stack.enter_context(mock.patch("torch.utils._triton.has_triton", lambda: True))
         stack.enter_context(mock.patch.object(attention, "_flex_call", lambda device: _flex_stand_in))
         stack.enter_context(torch.backends.cudnn.flags(enabled=False))
+        stack.enter_context(mock.patch.object(torch.linalg, "lstsq", _lstsq_stand_in))
         yield
 
 
@@ -94,7 +103,6 @@ def dry_run(method: str, views: int, height: int, width: int, preset: str = "pap
     from torch.distributed._tools.mem_tracker import MemTracker
 
     encoder = build_encoder(method, preset).eval()  # real weights: their initialisation needs values
-    weight_bytes = sum(t.numel() * t.element_size() for t in (*encoder.parameters(), *encoder.buffers()))
     device = CUDA
     with simulated_cuda(), FakeTensorMode(allow_non_fake_inputs=True):
         encoder = encoder.to(device)
@@ -112,7 +120,7 @@ def dry_run(method: str, views: int, height: int, width: int, preset: str = "pap
         if tensor.device.type != "cuda" or tensor.dtype != torch.float32:
             raise AssertionError(f"{method}: output {name} is {tensor.dtype} on {tensor.device}")
     kept = views if output.anchors is None else output.anchors.shape[1]
-    model = estimate_memory(encoder.config, views, kept, height, width, weight_bytes=weight_bytes)
+    model = encoder.estimate_memory(1, views, height, width, kept)  # shapes only: fake weights will do
     return {
         "method": method,
         "preset": preset,
@@ -162,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     parser.add_argument("--views", nargs="+", type=int, default=list(ISSUE_VIEWS))
     parser.add_argument("--resolutions", nargs="+", type=parse_size, default=[(256, 448), (270, 480)])
     parser.add_argument("--preset", choices=("paper", "small"), default="paper")

@@ -16,10 +16,14 @@ from __future__ import annotations
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from zpressor_ns.encoders.registry import family_of, registered_method_names, resolve_method
+from zpressor_ns.encoders.registry import TrainingRecipe, family_of, registered_method_names, resolve_method
 from zpressor_ns.nerfstudio.datamanager import FeedForwardDataManagerConfig
 from zpressor_ns.nerfstudio.model import FeedForwardModelConfig
-from zpressor_ns.nerfstudio.optim import OneCycleSchedulerConfig, SplitLRAdamWConfig
+from zpressor_ns.nerfstudio.optim import (
+    LinearWarmupSchedulerConfig,
+    OneCycleSchedulerConfig,
+    SplitLRAdamWConfig,
+)
 from zpressor_ns.nerfstudio.pipeline import FeedForwardPipelineConfig
 from zpressor_ns.nerfstudio.trainer import FeedForwardTrainerConfig
 
@@ -29,8 +33,6 @@ def method_specification(name: str) -> MethodSpecification:
     method, preset = resolve_method(name)
     family, use_zpressor = family_of(method)
     recipe = family.recipe(use_zpressor, preset)
-    if recipe.schedule != "one_cycle":
-        raise NotImplementedError(f"{name}: the {recipe.schedule!r} schedule has no Nerfstudio config yet")
     return MethodSpecification(
         config=FeedForwardTrainerConfig(
             method_name=name,
@@ -48,11 +50,17 @@ def method_specification(name: str) -> MethodSpecification:
                     num_target_views=recipe.num_target_views,
                     batch_size=recipe.batch_size,
                     num_workers=0 if preset == "small" else 4,
+                    near=recipe.near,
+                    far=recipe.far,
+                    view_sampler=recipe.view_sampler,
+                    eval_num_context_views=recipe.eval_num_context_views,
+                    depth_bounds=recipe.depth_bounds,
                 ),
                 model=FeedForwardModelConfig(
                     method=method,
                     preset=preset,
                     lpips_weight=recipe.lpips_weight,
+                    lpips_after_step=recipe.lpips_after_step,
                     ib_weight=recipe.ib_weight,
                     intermediate_weight=recipe.intermediate_weight,
                 ),
@@ -66,8 +74,7 @@ def method_specification(name: str) -> MethodSpecification:
                         weight_decay=recipe.weight_decay,
                         max_grad_norm=recipe.max_grad_norm,
                     ),
-                    # Spans the run: --max-num-iterations (the recipe's steps unless changed).
-                    "scheduler": OneCycleSchedulerConfig(max_steps=None),
+                    "scheduler": _scheduler(recipe),
                 }
             },
             viewer=ViewerConfig(websocket_host="127.0.0.1", num_rays_per_chunk=1 << 15),
@@ -75,6 +82,13 @@ def method_specification(name: str) -> MethodSpecification:
         ),
         description=_description(method, preset),
     )
+
+
+def _scheduler(recipe: TrainingRecipe) -> OneCycleSchedulerConfig | LinearWarmupSchedulerConfig:
+    """The recipe's learning-rate schedule (DepthSplat/MVSplat: one-cycle; pixelSplat: linear warm-up)."""
+    if recipe.schedule == "linear_warmup":
+        return LinearWarmupSchedulerConfig(warmup_steps=recipe.warmup_steps)
+    return OneCycleSchedulerConfig(max_steps=None)  # spans the run: --max-num-iterations
 
 
 def _description(method: str, preset: str) -> str:

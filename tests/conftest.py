@@ -44,6 +44,9 @@ def _tiny_method_config(method: str, root: Path, out: Path, steps: int):
     config.steps_per_eval_image = 2
     config.steps_per_eval_all_images = 1000
     datamanager = config.pipeline.datamanager
+    if "pixelsplat" in method:
+        # ZPressor attends over every pixel in pixelSplat: a smaller image keeps the CPU runs short.
+        datamanager.image_shape = (16, 32)
     datamanager.data = root / "re10k"
     datamanager.dataparser.near, datamanager.dataparser.far = SYNTHETIC_NEAR, SYNTHETIC_FAR
     datamanager.eval_index = root / "re10k" / "evaluation" / "re10k_ctx_6v_tgt_8v_n40.json"
@@ -58,14 +61,16 @@ def method_config():
     return _tiny_method_config
 
 
-@pytest.fixture(scope="session")
-def trained_run(synthetic_root, tmp_path_factory, method_config):
-    """3 steps of zpressor-depthsplat-small through Nerfstudio's trainer, config.yml written as ns-train does."""
+@pytest.fixture(
+    scope="session",
+    params=["zpressor-depthsplat-small", "zpressor-mvsplat-small", "zpressor-pixelsplat-small"],
+)
+def trained_run(request, synthetic_root, tmp_path_factory, method_config):
+    """3 steps of each family's small ZPressor method through Nerfstudio's trainer, config.yml written as
+    ns-train does."""
     from nerfstudio.scripts.train import train_loop
 
-    config = method_config(
-        "zpressor-depthsplat-small", synthetic_root, tmp_path_factory.mktemp("runs"), steps=3
-    )
+    config = method_config(request.param, synthetic_root, tmp_path_factory.mktemp("runs"), steps=3)
     config.save_config()
     train_loop(local_rank=0, world_size=1, config=config)
     return config

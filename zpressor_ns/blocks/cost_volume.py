@@ -28,6 +28,21 @@ def nearest_views(c2w: Float[Tensor, "batch view 4 4"], count: int) -> Int64[Ten
     return order[..., :count][..., 1:]
 
 
+def all_other_views(
+    batch: int, views: int, cyclic: bool = False, device: torch.device | str | None = None
+) -> Int64[Tensor, "batch view neighbour"]:
+    """For each view, every other view: ascending (MVSplat's transformer) or cyclic, v+1, v+2, ... mod V
+    (MVSplat's cost volume, one neighbour per rotation of the views). The order fixes float rounding and
+    the transformer's shift-mask layout, so it follows the original's."""
+    view = torch.arange(views, device=device)
+    offsets = torch.arange(1, views, device=device)
+    if cyclic:
+        others = (view[:, None] + offsets[None, :]) % views
+    else:  # skip the view itself: v' < v stays, v' >= v moves up by one
+        others = offsets[None, :] - 1 + (offsets[None, :] - 1 >= view[:, None]).long()
+    return others.expand(batch, views, views - 1)
+
+
 def inverse_depth_candidates(
     near: Float[Tensor, "*batch"], far: Float[Tensor, "*batch"], count: int
 ) -> Float[Tensor, "*batch candidate"]:
@@ -72,30 +87,27 @@ def plane_sweep_cost_volume(
     """Mean correlation with the neighbours' warped features for every inverse-depth candidate.
 
     ``intrinsics`` are in pixels of the feature map. Geometry carries no gradient (as in the original);
-    the features do.
+    the features do. One neighbour at a time: its sampling grid, its features and one warped
+    [channel, candidate] volume per view are alive at once, so memory grows with the views, not with
+    views x neighbours (MVSplat matches every view against all others).
     """
     b, v, c, h, w = features.shape
     d = inverse_depths.shape[-1]
-    batch_index = torch.arange(b, device=features.device)[:, None, None]
-    neighbour_features = features[batch_index, neighbours]  # [b, v, m, c, h, w]
+    batch_index = torch.arange(b, device=features.device)[:, None]
     with torch.no_grad():
-        neighbour_c2w = c2w[batch_index, neighbours]  # [b, v, m, 4, 4]
+        neighbour_c2w = c2w[batch_index[..., None], neighbours]  # [b, v, m, 4, 4]
         ref_to_neighbour = torch.linalg.inv(neighbour_c2w) @ c2w[:, :, None]
-        m = neighbours.shape[-1]
-        grids = _warp_grid(
-            intrinsics[:, :, None].expand(b, v, m, 3, 3).reshape(-1, 3, 3),
-            ref_to_neighbour.reshape(-1, 4, 4),
-            (1.0 / inverse_depths)[:, :, None].expand(b, v, m, d).reshape(-1, d),
-            h,
-            w,
-        ).unflatten(0, (b * v, m))
+        depths = (1.0 / inverse_depths).reshape(b * v, d)
     reference = features.reshape(b * v, c, 1, h, w)
     total = features.new_zeros(b * v, d, h, w)
-    # One neighbour at a time keeps only one warped [c, d, h, w] volume per view alive.
     for j in range(neighbours.shape[-1]):
+        with torch.no_grad():
+            grid = _warp_grid(
+                intrinsics.reshape(-1, 3, 3), ref_to_neighbour[:, :, j].reshape(-1, 4, 4), depths, h, w
+            )
         warped = F.grid_sample(
-            neighbour_features[:, :, j].reshape(b * v, c, h, w),
-            grids[:, j],
+            features[batch_index, neighbours[..., j]].reshape(b * v, c, h, w),
+            grid,
             mode="bilinear",
             padding_mode="zeros",
             align_corners=True,

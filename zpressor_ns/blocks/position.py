@@ -1,9 +1,13 @@
-"""Sine position encoding for the 1/8 feature maps, computed on one attention window and tiled.
+"""Sine position encodings.
 
-The multi-view transformer attends inside a grid of ``splits x splits`` windows, so DepthSplat encodes
-positions relative to the window, not the image: every window gets the same code. Features are
+``add_window_position``: DepthSplat's code for the 1/8 feature maps, computed on one attention window
+and tiled. The multi-view transformer attends inside a grid of ``splits x splits`` windows, so DepthSplat
+encodes positions relative to the window, not the image: every window gets the same code. Features are
 DETR-style: per axis ``channels // 2`` values, positions normalised to (0, 2*pi], frequencies
 ``temperature ** (2 * (i // 2) / (channels // 2))``, (sin, cos) interleaved, y channels before x.
+
+``octave_encoding``: pixelSplat's code of values in [0, 1] (image coordinates, relative disparities):
+sin and cos at frequencies 2*pi * 2^k, k < octaves.
 """
 
 from __future__ import annotations
@@ -56,3 +60,16 @@ def add_window_position(
         )
     window = sine_position_encoding(height // splits, width // splits, channels, features.device)
     return features + window.to(features.dtype).repeat(1, splits, splits)
+
+
+def octave_encoding(values: Float[Tensor, "*batch dim"], num_octaves: int) -> Float[Tensor, "*batch code"]:
+    """sin(2 pi 2^k x) and cos(2 pi 2^k x) of every value x for k < ``num_octaves``, ordered (value, k, sin|cos).
+
+    The lowest frequency has period 1. Cosines are computed as sin(angle + pi/2), as the original does,
+    so the codes agree to the last bit.
+    """
+    octaves = torch.arange(num_octaves, dtype=values.dtype, device=values.device)
+    frequencies = 2 * math.pi * 2**octaves
+    phases = torch.tensor((0.0, 0.5 * math.pi), dtype=values.dtype, device=values.device)
+    angles = values[..., None, None] * frequencies[:, None] + phases
+    return torch.sin(angles).flatten(-3)

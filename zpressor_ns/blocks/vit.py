@@ -1,9 +1,12 @@
-"""DINOv2-style Vision Transformer (patch 14): DepthSplat's monocular feature extractor.
+"""DINO-family Vision Transformers: DINOv2 ViTs (patch 14, DepthSplat's monocular features) and the
+original DINO ViTs (patch 8/16, pixelSplat's backbone).
 
-Parameter names follow the DINOv2 hub checkpoints (``cls_token``, ``pos_embed``, ``patch_embed.proj``,
-``blocks.{i}.{norm1,attn.qkv,attn.proj,ls1.gamma,norm2,mlp.fc1,mlp.fc2,ls2.gamma}``, ``norm``), so DINOv2
-and Depth Anything V2 encoder weights load without renaming. There is no ``mask_token``: DepthSplat deletes
-it, and a hub state dict must drop it before loading.
+The two are the same pre-norm transformer; DINOv2 adds LayerScale on both residual branches
+(``ViTConfig.layer_scale``). Parameter names follow the hub checkpoints (``cls_token``, ``pos_embed``,
+``patch_embed.proj``, ``blocks.{i}.{norm1,attn.qkv,attn.proj,ls1.gamma,norm2,mlp.fc1,mlp.fc2,ls2.gamma}``,
+``norm``; no ``ls*`` without LayerScale), so DINO, DINOv2 and Depth Anything V2 encoder weights load
+without renaming. There is no ``mask_token``: DepthSplat deletes it, and a hub state dict must drop it
+before loading.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class ViTConfig:
-    """Size of a ViT and which blocks DepthSplat reads features from."""
+    """Size of a ViT, its flavour (DINOv2 with LayerScale or DINO without), and which blocks are read."""
 
     dim: int
     depth: int
@@ -32,6 +35,8 @@ class ViTConfig:
     # DINOv2 stretches the interpolation scale by this many patches (a historical offset that
     # pretrained weights are used to), so it is part of the model, not a tuning knob.
     pos_interpolation_offset: float = 0.1
+    # DINOv2's learned per-channel gains on the residual branches; the original DINO has none.
+    layer_scale: bool = True
 
     def __post_init__(self) -> None:
         if self.dim % self.num_heads != 0:
@@ -49,6 +54,20 @@ VIT_PRESETS: dict[str, ViTConfig] = {
     "vitl": ViTConfig(dim=1024, depth=24, num_heads=16, intermediate_layers=(4, 11, 17, 23)),
     # Same code path at a size that trains on a CPU (the "small" method presets).
     "tiny": ViTConfig(dim=64, depth=4, num_heads=2, intermediate_layers=(0, 1, 2, 3)),
+    # DINO ViT-B/8 (torch.hub facebookresearch/dino "dino_vitb8", 224 px pretraining): pixelSplat's
+    # backbone, which reads the normed tokens of the last block.
+    "dino_vitb8": ViTConfig(
+        dim=768,
+        depth=12,
+        num_heads=12,
+        intermediate_layers=(11,),
+        patch_size=8,
+        pos_grid=28,
+        layer_scale=False,
+    ),
+    "dino_tiny": ViTConfig(
+        dim=64, depth=2, num_heads=2, intermediate_layers=(1,), patch_size=8, pos_grid=4, layer_scale=False
+    ),
 }
 
 
@@ -106,16 +125,16 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm transformer block with LayerScale on both residual branches."""
+    """Pre-norm transformer block, with LayerScale on both residual branches when ``layer_scale``."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: int) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: int, layer_scale: bool = True) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = SelfAttention(dim, num_heads)
-        self.ls1 = LayerScale(dim)
+        self.ls1 = LayerScale(dim) if layer_scale else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = FeedForward(dim, dim * mlp_ratio)
-        self.ls2 = LayerScale(dim)
+        self.ls2 = LayerScale(dim) if layer_scale else nn.Identity()
 
     def forward(self, x: Float[Tensor, "batch token dim"]) -> Float[Tensor, "batch token dim"]:
         x = x + self.ls1(self.attn(self.norm1(x)))
@@ -133,7 +152,10 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + config.pos_grid**2, dim))
         self.blocks = nn.ModuleList(
-            [TransformerBlock(dim, config.num_heads, config.mlp_ratio) for _ in range(config.depth)]
+            [
+                TransformerBlock(dim, config.num_heads, config.mlp_ratio, config.layer_scale)
+                for _ in range(config.depth)
+            ]
         )
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self._init_weights()
@@ -169,30 +191,23 @@ class VisionTransformer(nn.Module):
         patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim)
         return torch.cat((pos[:, :1], patch_pos), dim=1).to(self.pos_embed.dtype)
 
-    def get_intermediate_layers(
+    def intermediate_tokens(
         self,
         images: Float[Tensor, "batch 3 height width"],
         indices: Sequence[int] | None = None,
         norm: bool = True,
-    ) -> list[Float[Tensor, "batch dim grid_h grid_w"]]:
-        """Patch tokens (class token dropped) after the given blocks, as feature maps on the patch grid.
+    ) -> list[Float[Tensor, "batch token dim"]]:
+        """All tokens (class token first, then the patch grid row-major) after the given blocks.
 
         ``indices`` defaults to the config's ``intermediate_layers``; with ``norm`` the final LayerNorm is
-        applied to each, as DepthSplat does. Blocks after the last requested one are not run.
+        applied to each. Blocks after the last requested one are not run.
         """
         indices = self.config.intermediate_layers if indices is None else tuple(indices)
         if any(i < 0 or i >= len(self.blocks) for i in indices):
             raise ValueError(f"block indices {indices} out of range for a {len(self.blocks)}-block ViT")
-        batch, _, height, width = images.shape
-        patch = self.config.patch_size
-        if height % patch or width % patch:
-            raise ValueError(
-                f"ViT input {height}x{width} is not a multiple of the patch size {patch}; "
-                f"resize to ({height // patch * patch}, {width // patch * patch}) first"
-            )
-        grid_h, grid_w = height // patch, width // patch
+        grid_h, grid_w = self.patch_grid(images.shape[-2], images.shape[-1])
         tokens = self.patch_embed(images)
-        tokens = torch.cat((self.cls_token.expand(batch, -1, -1), tokens), dim=1)
+        tokens = torch.cat((self.cls_token.expand(images.shape[0], -1, -1), tokens), dim=1)
         tokens = tokens + self.interpolated_pos_embed(grid_h, grid_w)
 
         wanted = set(indices)
@@ -201,12 +216,34 @@ class VisionTransformer(nn.Module):
             tokens = block(tokens)
             if i in wanted:
                 taken[i] = tokens
-        outputs = []
-        for i in indices:
-            out = self.norm(taken[i]) if norm else taken[i]
-            out = out[:, 1:].reshape(batch, grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous()
-            outputs.append(out)
-        return outputs
+        return [self.norm(taken[i]) if norm else taken[i] for i in indices]
+
+    def patch_grid(self, height: int, width: int) -> tuple[int, int]:
+        """Patch rows and columns of an image; its sides must be multiples of the patch size."""
+        patch = self.config.patch_size
+        if height % patch or width % patch:
+            raise ValueError(
+                f"ViT input {height}x{width} is not a multiple of the patch size {patch}; "
+                f"resize to ({height // patch * patch}, {width // patch * patch}) first"
+            )
+        return height // patch, width // patch
+
+    def get_intermediate_layers(
+        self,
+        images: Float[Tensor, "batch 3 height width"],
+        indices: Sequence[int] | None = None,
+        norm: bool = True,
+    ) -> list[Float[Tensor, "batch dim grid_h grid_w"]]:
+        """Patch tokens (class token dropped) after the given blocks, as feature maps on the patch grid.
+
+        See :meth:`intermediate_tokens`; with ``norm`` the final LayerNorm is applied to each, as
+        DepthSplat does.
+        """
+        grid_h, grid_w = self.patch_grid(images.shape[-2], images.shape[-1])
+        return [
+            out[:, 1:].reshape(images.shape[0], grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous()
+            for out in self.intermediate_tokens(images, indices, norm)
+        ]
 
     def forward(
         self, images: Float[Tensor, "batch 3 height width"]

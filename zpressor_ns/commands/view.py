@@ -1,19 +1,28 @@
 """``zpressor-ns view``: Nerfstudio's viewer on a trained run, listening on localhost only by default.
 
-``ns-viewer --load-config`` replaces the run's viewer settings with its own defaults and listens on every
-interface (0.0.0.0) unless given ``--viewer.websocket-host 127.0.0.1``; it also reads config.yml with
-``yaml.Loader``, which trusts the file. This command opens the run with the package's restricted loader
-(``zpressor_ns.nerfstudio.runs``) and starts the same viewer bound to 127.0.0.1. Open the printed address
-in a browser (from another machine, forward the port over SSH rather than exposing it).
+Unlike ``ns-viewer``, the run's config.yml is read with the package's restricted loader
+(``zpressor_ns.nerfstudio.runs``), not with ``yaml.Loader``, which trusts the file.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from zpressor_ns.commands.runs import load_run
+
 HELP = "open the Nerfstudio viewer on a trained run (bound to 127.0.0.1)"
+DESCRIPTION = """\
+Open Nerfstudio's viewer on a trained run, without training: the run's display scene is predicted
+from its context views and drawn with the anchor (orange) and support (blue) cameras; the panel's
+"Custom Elements" choose another test scene and the number of context views. The browser starts at
+the scene's first context camera.
+
+ns-viewer listens on every interface (0.0.0.0) unless told otherwise; this command listens on
+127.0.0.1. Open the printed address in a browser; from another machine, forward the port over SSH
+(ssh -L 7007:localhost:7007 HOST) rather than exposing it. Stop it with Ctrl-C.
+"""
+EXAMPLE = "zpressor-ns view --load-config outputs/re10k/zpressor-depthsplat/RUN/config.yml --port 7007"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,13 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from nerfstudio.configs.base_config import ViewerConfig
     from nerfstudio.scripts.viewer.run_viewer import _start_viewer
 
-    from zpressor_ns.nerfstudio.runs import RUN_ERRORS, load_run
-
-    try:
-        config, pipeline, _, step = load_run(args.load_config, test_mode="test")
-    except RUN_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    config, pipeline, _, step = load_run(args.load_config, test_mode="test")
     # What ns-viewer's RunViewer.main does after eval_setup: the viewer settings given here, the run's
     # rendering chunk size.
     config.vis = "viewer"
@@ -41,5 +44,8 @@ def run(args: argparse.Namespace) -> int:
         websocket_port=args.port,
         num_rays_per_chunk=config.viewer.num_rays_per_chunk,
     )
-    _start_viewer(config, pipeline, step)  # serves until interrupted
+    try:
+        _start_viewer(config, pipeline, step)  # serves until interrupted
+    except KeyboardInterrupt:
+        print("viewer stopped")
     return 0

@@ -1,6 +1,7 @@
 """Training view sampler: which frames of a scene become context and target views.
 
-:class:`BoundedSampler` follows the "boundedv2" sampler that DepthSplat and MVSplat train with:
+:class:`BoundedSampler` follows the "boundedv2" sampler that DepthSplat and MVSplat train with (and, with
+three named options, pixelSplat's "bounded" sampler; see below):
 
 1. The context gap (frames between the outermost context views) is drawn uniformly from
    [min_gap, max_gap], both growing linearly from their initial values over ``warm_up_steps``:
@@ -11,6 +12,13 @@
 4. Context views are picked by farthest-point sampling over the camera centres of the frames in
    [left, right], starting from the one farthest from their barycenter. The first pick comes first,
    the last pick last, the picks between are sorted by frame index. (DL3DV's loader sorts both lists.)
+
+pixelSplat's ``bounded`` sampler (``BoundedSampler.preset("pixelsplat")``) differs in three
+options: targets are drawn uniformly *with* replacement from [left, right]
+(``targets_with_replacement``); the extra context views are distinct frames drawn uniformly from
+(left, right) (``extra_views="random"``) and kept in their drawn order (``sort_extra_views=False``), so
+the context is (left, extras..., right). Its gaps warm up over 150,000 steps from [50, 90] to [90, 384]
+(``re10k_12_4_view.yaml``, ``re10k_4_view.yaml`` and their ACID twins).
 
 All randomness comes from the ``torch.Generator`` passed in, so a sample is reproducible.
 """
@@ -55,8 +63,10 @@ def farthest_point_order(points: Float[Tensor, "point 3"], count: int) -> list[i
     return order
 
 
-# DepthSplat's training settings (train.sh); ACID follows MVSplat's boundedv2_360 (no warm-up, since
-# its dataset-specific override file is never picked up by Hydra).
+# Datasets' presets are DepthSplat's training settings (train.sh); ACID follows MVSplat's boundedv2_360.
+# A method's own preset ("mvsplat": boundedv2_360, no warm-up, since its dataset-specific override file
+# is never picked up by Hydra) replaces the dataset's.
+_MVSPLAT = {"min_gap": 45, "max_gap": 192, "initial_min_gap": 25, "initial_max_gap": 45, "warm_up_steps": 0}
 _PRESETS: dict[str, dict] = {
     "re10k": {
         "min_gap": 50,
@@ -73,7 +83,19 @@ _PRESETS: dict[str, dict] = {
         "warm_up_steps": 10_000,
         "sort": True,
     },
-    "acid": {"min_gap": 45, "max_gap": 192, "initial_min_gap": 25, "initial_max_gap": 45, "warm_up_steps": 0},
+    "acid": _MVSPLAT,
+    "mvsplat": _MVSPLAT,
+    # pixelSplat's bounded sampler, the same for every dataset (its ACID experiments use the RE10K settings).
+    "pixelsplat": {
+        "min_gap": 90,
+        "max_gap": 384,
+        "initial_min_gap": 50,
+        "initial_max_gap": 90,
+        "warm_up_steps": 150_000,
+        "extra_views": "random",
+        "sort_extra_views": False,
+        "targets_with_replacement": True,
+    },
 }
 
 
@@ -90,6 +112,10 @@ class BoundedSampler:
     warm_up_steps: int
     extra_views: Literal["farthest_point", "random"] = "farthest_point"
     sort: bool = False  # sort context and target indices (the original DL3DV loader does)
+    sort_extra_views: bool = True
+    """Random extra context views in frame order (False: in the order drawn, as pixelSplat)."""
+    targets_with_replacement: bool = False
+    """Draw targets independently (pixelSplat) instead of as distinct frames (boundedv2)."""
 
     def __post_init__(self) -> None:
         if self.num_context < 2 or self.num_target < 1:
@@ -105,11 +131,12 @@ class BoundedSampler:
             raise ValueError(f"extra_views must be 'farthest_point' or 'random', got {self.extra_views!r}")
 
     @classmethod
-    def preset(cls, dataset: str, num_context: int = 12, num_target: int = 8) -> BoundedSampler:
-        """The original training settings for ``"re10k"``, ``"dl3dv"`` or ``"acid"``."""
-        if dataset not in _PRESETS:
-            raise ValueError(f"no sampler preset for {dataset!r}; choose one of {sorted(_PRESETS)}")
-        return cls(num_context=num_context, num_target=num_target, **_PRESETS[dataset])
+    def preset(cls, name: str, num_context: int = 12, num_target: int = 8) -> BoundedSampler:
+        """The original training settings of a dataset (``"re10k"``, ``"dl3dv"``, ``"acid"``) or a method
+        (``"mvsplat"``; ``"pixelsplat"``: its ``bounded`` sampler, the same for every dataset)."""
+        if name not in _PRESETS:
+            raise ValueError(f"no sampler preset for {name!r}; choose one of {sorted(_PRESETS)}")
+        return cls(num_context=num_context, num_target=num_target, **_PRESETS[name])
 
     def gap_bounds(self, step: int) -> tuple[int, int]:
         """(min, max) context gap at a training step, before capping by the scene length.
@@ -158,7 +185,10 @@ class BoundedSampler:
         else:
             gap = int(torch.randint(low, high + 1, (), generator=rng))
             left = int(torch.randint(0, num_frames - gap, (), generator=rng))
-            targets = (torch.randperm(gap + 1, generator=rng)[: self.num_target] + left).tolist()
+            if self.targets_with_replacement:
+                targets = torch.randint(left, left + gap + 1, (self.num_target,), generator=rng).tolist()
+            else:
+                targets = (torch.randperm(gap + 1, generator=rng)[: self.num_target] + left).tolist()
         right = left + gap
 
         if self.num_context == 2:
@@ -169,8 +199,8 @@ class BoundedSampler:
             picks = [left + i for i in farthest_point_order(centres[left : right + 1], self.num_context)]
             context = [picks[0], *sorted(picks[1:-1]), picks[-1]]
         else:
-            extra = torch.randperm(gap - 1, generator=rng)[: self.num_context - 2] + left + 1
-            context = [left, *sorted(extra.tolist()), right]
+            extra = (torch.randperm(gap - 1, generator=rng)[: self.num_context - 2] + left + 1).tolist()
+            context = [left, *(sorted(extra) if self.sort_extra_views else extra), right]
 
         if self.sort:
             return sorted(context), sorted(targets)

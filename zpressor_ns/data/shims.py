@@ -9,6 +9,11 @@ shifts cx/cy by half a pixel, which is where the principal point really lands.
 Resampling: the original resizes with PIL's LANCZOS filter on uint8 images. ``"pil_lanczos"`` does
 exactly that (use it to evaluate against published numbers); the default ``"bicubic"`` is torch's
 antialiased bicubic filter, which runs batched and on any device and differs by a few uint8 levels.
+
+Depth bounds: pixelSplat does not use fixed near/far planes but derives them per example from the
+context cameras (``pixelsplat_depth_bounds``, the original's bounds shim): the depth at which the widest
+context baseline moves a point by ``near_disparity x min(H, W)`` pixels is the near plane, by
+``far_disparity`` pixels the far plane. It reads all context cameras, before any compression to anchors.
 """
 
 from __future__ import annotations
@@ -25,6 +30,26 @@ from torch import Tensor
 from zpressor_ns.types import Example, ViewSet
 
 ResizeMode = Literal["bicubic", "bilinear", "pil_lanczos"]
+DepthBounds = Literal["dataset", "pixelsplat_shim"]
+# pixelSplat's bounds shim: near where the widest baseline moves a point 3 x min(H, W) pixels, far 0.5.
+PIXELSPLAT_NEAR_DISPARITY = 3.0
+PIXELSPLAT_FAR_DISPARITY = 0.5
+# Baselines below this count as this (a motionless context still gets finite bounds).
+MIN_BASELINE = 1e-6
+
+# A frame decoded smaller (see decode_reduction) stays at least this many times the size it is
+# resized to, so the antialiased resize below still sees every detail it keeps.
+DECODE_HEADROOM = 2
+
+
+def decode_reduction(stored_hw: tuple[int, int], out_hw: tuple[int, int]) -> int:
+    """Integer factor by which frames of ``stored_hw`` may be decoded smaller before
+    :func:`rescale_and_crop` brings them to ``out_hw``: 1 (full size) unless they are at least
+    ``2 * DECODE_HEADROOM`` times larger than needed, so usual sizes (RE10K 360x640, DL3DV 540x960
+    to 256x448) decode exactly as before and only huge frames (e.g. 8000x8000) are reduced.
+    """
+    scale = max(out_hw[0] / stored_hw[0], out_hw[1] / stored_hw[1])
+    return max(1, int(1.0 / (scale * DECODE_HEADROOM)))
 
 
 def _resize_pil_lanczos(
@@ -81,6 +106,20 @@ def rescale_and_crop(
     return cropped, crop @ K
 
 
+def oriented_shape(shape: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[int, int]:
+    """``shape`` = (height, width) turned to the orientation of frames of size ``frame_hw``.
+
+    A landscape shape on portrait frames (or the reverse) would centre-crop a strip of a third of the
+    frame or less (64x128 of 1920x1080 portrait frames keeps 28% of their height); turned, the whole
+    frame is seen. Square shapes or frames keep ``shape``.
+    """
+    height, width = shape
+    frame_height, frame_width = frame_hw
+    if height == width or frame_height == frame_width or (height > width) == (frame_height > frame_width):
+        return height, width
+    return width, height
+
+
 def flip_views(views: ViewSet) -> ViewSet:
     """Mirror a view set left-right: images, cameras (world x mirrored too) and intrinsics."""
     mirror = torch.diag(
@@ -111,4 +150,48 @@ def rescale_example(example: Example, out_hw: tuple[int, int], mode: ResizeMode 
     for part in ("context", "target"):
         images, K = rescale_and_crop(example[part]["image"], example[part]["K"], out_hw, mode)
         out[part] = {**example[part], "image": images, "K": K}
+    return out
+
+
+def depth_for_disparity(
+    c2w: Float[Tensor, "*batch view 4 4"],
+    K: Float[Tensor, "*batch view 3 3"],
+    image_shape: tuple[int, int],
+    disparity: float,
+) -> Float[Tensor, " *batch"]:
+    """Depth at which the widest distance between the cameras spans ``disparity`` pixels.
+
+    A pixel's size at depth 1 is K[:2, :2]^-1 (1/W, 1/H) (normalised K), averaged over views and axes.
+    """
+    height, width = image_shape
+    centres = c2w[..., :3, 3]
+    baselines = (centres[..., None, :, :] - centres[..., :, None, :]).norm(dim=-1).clamp(min=MIN_BASELINE)
+    widest = baselines.flatten(-2).amax(dim=-1)
+    pixel = torch.tensor((1.0 / width, 1.0 / height), dtype=K.dtype, device=K.device)
+    pixel_size = (torch.linalg.inv(K[..., :2, :2]) @ pixel).flatten(-2).mean(dim=-1)
+    return widest / (disparity * pixel_size)
+
+
+def pixelsplat_depth_bounds(
+    example: Example,
+    near_disparity: float = PIXELSPLAT_NEAR_DISPARITY,
+    far_disparity: float = PIXELSPLAT_FAR_DISPARITY,
+) -> Example:
+    """The example with near/far of every context and target view set by pixelSplat's bounds shim (see the
+    module docstring) from its context cameras and context image size. Works batched or not."""
+    context = example["context"]
+    height, width = context["image"].shape[-2:]
+    near = depth_for_disparity(
+        context["c2w"], context["K"], (height, width), near_disparity * min(height, width)
+    )
+    far = depth_for_disparity(context["c2w"], context["K"], (height, width), far_disparity)
+    out = dict(example)
+    for part in ("context", "target"):
+        views = example[part]
+        shape = views["near"].shape
+        out[part] = {
+            **views,
+            "near": near[..., None].expand(shape).to(views["near"].dtype).clone(),
+            "far": far[..., None].expand(shape).to(views["far"].dtype).clone(),
+        }
     return out

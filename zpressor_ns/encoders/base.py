@@ -28,7 +28,7 @@ from jaxtyping import Float, Int64
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from zpressor_ns.encoders.memory import most_anchors_within
+from zpressor_ns.encoders.memory import MemoryEstimate, most_anchors_within
 from zpressor_ns.gaussians import Gaussians
 from zpressor_ns.zpressor import AttentionBackend, Clustering, FirstAnchor, ZPressor, gather_views
 
@@ -104,12 +104,13 @@ class EncoderConfig:
 class EncoderOutput(Gaussians):
     """The Gaussians (fields of :class:`Gaussians`, G anchor-major in FPS order) plus what training needs.
 
+    ``depths`` are the Gaussians' depths along their rays (pixelSplat: [..., sample], several per pixel);
     ``intermediate`` (DepthSplat, training mode only) holds the same Gaussians placed at the x8-bilinear
     low-res depth; ``latent`` is the feature map the information-bottleneck loss acts on; ``clusters[b, v]``
     is the anchor slot each context view was assigned to (None without ZPressor).
     """
 
-    depths: Float[Tensor, "batch anchor height width"] | None = None
+    depths: Float[Tensor, "batch anchor height width *sample"] | None = None
     latent: Float[Tensor, "batch anchor channel height width"] | None = None
     intermediate: Gaussians | None = None
     clusters: Int64[Tensor, "batch view"] | None = None
@@ -226,8 +227,10 @@ def compress_views(
 class FeedForwardEncoder(nn.Module):
     """Base of every family's encoder: input checks, the anchor count, the ZPressor stage.
 
-    A family implements ``forward(images, c2w, intrinsics, near, far, num_anchors=None, deterministic=False)
-    -> EncoderOutput`` and, for ``num_anchors="auto"``, :meth:`estimate_peak_bytes`.
+    A family implements ``forward(images, c2w, intrinsics, near, far, num_anchors=None, deterministic=False,
+    generator=None) -> EncoderOutput`` and, for ``num_anchors="auto"``, :meth:`estimate_memory`.
+    ``deterministic`` and ``generator`` matter for random forwards (pixelSplat's depth samples, ZPressor's
+    random first anchor): the generator draws instead of torch's global RNG.
     """
 
     config: EncoderConfig
@@ -311,9 +314,15 @@ class FeedForwardEncoder(nn.Module):
             setting=f" for {views} views of {height}x{width} (batch {batch})",
         )
 
+    def estimate_memory(
+        self, batch: int, views: int, height: int, width: int, anchors: int
+    ) -> MemoryEstimate:
+        """The family's memory model of one inference forward (``anchors`` = ``views`` without ZPressor)."""
+        raise NotImplementedError(f"{self.family_name} has no memory model for num_anchors='auto'")
+
     def estimate_peak_bytes(self, batch: int, views: int, height: int, width: int, anchors: int) -> float:
         """Modelled peak GPU bytes of one inference forward (weights included); used by ``"auto"``."""
-        raise NotImplementedError(f"{self.family_name} has no memory model for num_anchors='auto'")
+        return self.estimate_memory(batch, views, height, width, anchors).peak
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """Parameters the original trains at its lower "pretrained" learning rate (none by default)."""

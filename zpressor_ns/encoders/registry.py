@@ -57,15 +57,28 @@ class TrainingRecipe:
     weight_decay: float = 0.0
     schedule: Literal["one_cycle", "linear_warmup"] = "one_cycle"
     warmup_steps: int = 0
-    """linear_warmup: steps from lr/2000 to lr (the original pixelSplat's LinearLR)."""
+    """linear_warmup: steps from lr / warmup_steps to lr, then constant (the original pixelSplat's LinearLR)."""
     max_grad_norm: float = 0.5
     lpips_weight: float = 0.05
     lpips_after_step: int = 0
     ib_weight: float = 0.0
     intermediate_weight: float = 0.0
+    depth_bounds: Literal["dataset", "pixelsplat_shim"] = "dataset"
+    """near/far: fixed (``near``/``far`` below, else the dataset's), or pixelSplat's bounds shim from the
+    context cameras of every example."""
     steps_per_save: int = 2_000
     steps_per_eval_image: int = 1_000
     batch_size: int = 1
+    near: float | None = None
+    """Depth range the original trains (and evaluates) with, when it is the method's own rather than the
+    dataset's (MVSplat: 1 / 100); None: the dataset's default."""
+    far: float | None = None
+    view_sampler: str | None = None
+    """The original's training view-sampler preset when it is the method's own (``zpressor_ns.data.samplers``,
+    e.g. "mvsplat", "pixelsplat"); None: the dataset's."""
+    eval_num_context_views: int | None = None
+    """Context views of ``ns-eval``'s default index when the original's test scripts use another count than
+    training (MVSplat's test_re10k.py: 36; pixelSplat's: 12); None: the training count."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,10 @@ class PaperTable:
     """Scenes the paper averaged over (None: the whole index file)."""
     scores: Mapping[tuple[str, int], tuple[float, float, float]]
     """(method, context views) -> (PSNR, SSIM, LPIPS)."""
+    index_digests: Mapping[int, str] = field(default_factory=dict)
+    """Context views -> ``EvaluationIndex.digest()`` of the official index file the paper evaluated, so a
+    file is recognised by its content, never by its name (empty: only the name and scene count are checked).
+    The official files are not shipped; their digests identify them."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +137,10 @@ class EncoderFamily:
 def _families() -> tuple[EncoderFamily, ...]:
     # Imported here so that importing the registry's types never imports every family.
     from zpressor_ns.encoders.depthsplat import FAMILY as DEPTHSPLAT
+    from zpressor_ns.encoders.mvsplat import FAMILY as MVSPLAT
+    from zpressor_ns.encoders.pixelsplat import FAMILY as PIXELSPLAT
 
-    return (DEPTHSPLAT,)
+    return (DEPTHSPLAT, MVSPLAT, PIXELSPLAT)
 
 
 _FAMILIES: dict[str, EncoderFamily] | None = None

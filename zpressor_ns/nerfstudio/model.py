@@ -21,6 +21,7 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.data.scene_box import OrientedBox
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.models.splatfacto import SplatfactoModel
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor, nn
 
 from zpressor_ns import losses, metrics
@@ -61,10 +62,13 @@ class FeedForwardModelConfig(ModelConfig):
     checkpoint_view_chunks: bool = False
     """Recompute each view chunk's CNN in backward (training with many views on little memory)."""
     pretrained: Path | None = None
-    """Official weights to start from: a published ZPressor/DepthSplat checkpoint, Depth Anything V2 or
-    UniMatch GMFlow weights (local file; converted on load, every key accounted for)."""
+    """Official weights to start from: a published ZPressor checkpoint of the method's family, or a file the
+    original initialises from (DepthSplat: Depth Anything V2, UniMatch GMFlow; MVSplat: UniMatch GMDepth);
+    a local file, converted on load, every key accounted for."""
     lpips_weight: float = 0.05
     """Weight of the LPIPS (VGG) term of the image loss."""
+    lpips_after_step: int = 0
+    """The LPIPS term counts from this training step on (pixelSplat: 150,000; before it, MSE alone)."""
     ib_weight: float = 1e-5
     """Weight of the information-bottleneck KL on the upsampled features."""
     intermediate_weight: float = 0.9
@@ -78,6 +82,13 @@ class FeedForwardModelConfig(ModelConfig):
     """SH degree written by ns-export (standard 3DGS viewers read degree 3; the model predicts 4)."""
     background_color: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Background of training/evaluation renders (the original uses black)."""
+    eval_seed: int | None = 111123
+    """Outside training, the encoder's random draws (pixelSplat's depth samples and view-embedding shuffle)
+    come from a generator seeded with this for every batch, so scores and renders repeat exactly; None:
+    torch's global RNG, as the original's test step (whose draws then depend on the order of the scenes)."""
+    deterministic: bool = False
+    """Outside training, place pixelSplat's Gaussians at the most likely depth of each pixel (one each)
+    instead of sampling three; the original samples in training and in its test step (the paper's scores)."""
     tf32_matmul: bool = True
     """On CUDA, fp32 matmuls run as TF32 (``torch.set_float32_matmul_precision("high")``), as the
     original's main.py sets for its whole run; ZPressor's attention is bf16 either way. CPU stays exact."""
@@ -115,11 +126,9 @@ class FeedForwardSplatModel(SplatfactoModel):
             from zpressor_ns.pretrained import load_pretrained
 
             report = load_pretrained(self.encoder, self.config.pretrained)
-            LOGGER.info("loaded pretrained weights from %s\n%s", self.config.pretrained, report.summary())
-        # LPIPS is a fixed metric network: kept out of the module tree so it is neither trained nor saved.
-        self.__dict__["lpips"] = metrics.build_lpips(
-            self.config.vgg16_weights, purpose="LPIPS loss and metric"
-        )
+            # On the console at start-up (Nerfstudio's next line may say "training from scratch", which
+            # refers to its own checkpoints only).
+            CONSOLE.print(f"Encoder weights from {self.config.pretrained}: {report.coverage()}", markup=False)
         # Training and evaluation render onto the configured background; the viewer's colour picker
         # (Splatfacto's ``set_background``, called before every viewer render) only changes viewer renders.
         self.viewer_background: tuple[float, float, float] | None = None
@@ -132,6 +141,10 @@ class FeedForwardSplatModel(SplatfactoModel):
 
     # ---- the encoder and renderer ------------------------------------------------------------
     def encode(self, context: dict[str, Tensor], num_anchors: int | str | None = None):
+        """The encoder's Gaussians for a batch of context views (see ``eval_seed`` and ``deterministic``)."""
+        generator = None
+        if not self.training and self.config.eval_seed is not None:
+            generator = torch.Generator(device=context["image"].device).manual_seed(self.config.eval_seed)
         return self.encoder(
             context["image"],
             context["c2w"],
@@ -139,6 +152,8 @@ class FeedForwardSplatModel(SplatfactoModel):
             context["near"],
             context["far"],
             num_anchors=num_anchors or self.config.num_anchors,
+            deterministic=self.config.deterministic and not self.training,
+            generator=generator,
         )
 
     def render(
@@ -186,8 +201,9 @@ class FeedForwardSplatModel(SplatfactoModel):
         self, prediction: Tensor, target: Tensor, prefix: str, weight: float
     ) -> dict[str, Tensor]:
         terms = {f"{prefix}mse": weight * losses.mse_loss(prediction, target)}
-        lpips = self._lpips()
-        if lpips is not None and self.config.lpips_weight > 0:
+        counts = self.config.lpips_weight > 0 and self.step >= self.config.lpips_after_step
+        lpips = self._lpips() if counts else None
+        if lpips is not None:
             terms[f"{prefix}lpips"] = weight * self.config.lpips_weight * lpips(prediction, target).mean()
         return terms
 
@@ -234,7 +250,14 @@ class FeedForwardSplatModel(SplatfactoModel):
         return scores, images
 
     def _lpips(self) -> metrics.LPIPS | None:
-        lpips = self.__dict__.get("lpips")
+        """LPIPS-VGG, built on first use (the viewer, export and fly-throughs never need it, so they never
+        mention it); None without local VGG16 weights, said once. A fixed metric network: kept out of the
+        module tree, so it is neither trained nor saved."""
+        if "lpips" not in self.__dict__:
+            self.__dict__["lpips"] = metrics.build_lpips(
+                self.config.vgg16_weights, purpose="LPIPS loss and metric"
+            )
+        lpips = self.__dict__["lpips"]
         if lpips is not None and next(lpips.parameters()).device != self.device:
             lpips.to(self.device)
         return lpips

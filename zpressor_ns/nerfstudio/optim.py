@@ -2,7 +2,9 @@
 
 DepthSplat+ZPressor trains with AdamW (weight decay 0.01), two parameter groups (the DINOv2 ViT at a
 100x lower learning rate), gradient clipping of the GLOBAL norm at 0.5, and PyTorch's OneCycleLR
-(cosine, pct_start 0.01, div 25, final div 1e4, total = max_steps + 10).
+(cosine, pct_start 0.01, div 25, final div 1e4, total = max_steps + 10). pixelSplat trains with Adam (here
+AdamW with weight decay 0, the same update) and PyTorch's LinearLR warm-up from lr / warmup_steps to lr
+over warmup_steps steps, then a constant rate (``LinearWarmupSchedulerConfig``).
 
 Nerfstudio makes one optimizer per named group and clips each group on its own, which would not be the
 same recipe. So the model returns ONE named group ("encoder") holding both torch parameter groups, the
@@ -141,3 +143,28 @@ class OneCycleScheduler(Scheduler):
             )
         factor = OneCycleFactor(cfg.max_steps + 10, cfg.pct_start, cfg.div_factor, cfg.final_div_factor)
         return LambdaLR(optimizer, lr_lambda=factor)
+
+
+def linear_warmup_factor(step: int, warmup_steps: int) -> float:
+    """Learning-rate multiplier of PyTorch's LinearLR(start_factor=1/warmup_steps, end_factor=1,
+    total_iters=warmup_steps) in closed form: 1/W at step 0, rising linearly to 1 at step W, then 1."""
+    if warmup_steps <= 0:
+        return 1.0
+    start = 1.0 / warmup_steps
+    return start + (1.0 - start) * min(step, warmup_steps) / warmup_steps
+
+
+@dataclass
+class LinearWarmupSchedulerConfig(SchedulerConfig):
+    """pixelSplat's schedule: a linear warm-up from 1/warmup_steps of the rate over warmup_steps, then constant."""
+
+    _target: type = field(default_factory=lambda: LinearWarmupScheduler)
+    warmup_steps: int = 2_000
+
+
+class LinearWarmupScheduler(Scheduler):
+    config: LinearWarmupSchedulerConfig
+
+    def get_scheduler(self, optimizer: torch.optim.Optimizer, lr_init: float) -> LRScheduler:
+        warmup = self.config.warmup_steps
+        return LambdaLR(optimizer, lr_lambda=lambda step: linear_warmup_factor(step, warmup))
