@@ -45,6 +45,7 @@ from zpressor_ns.blocks.dpt import DPT_PRESETS, DPTConfig, DPTHead
 from zpressor_ns.blocks.mv_transformer import MultiViewTransformer
 from zpressor_ns.blocks.position import add_window_position
 from zpressor_ns.blocks.unet import UNET_PRESETS, UNet, UNetConfig
+from zpressor_ns.blocks.upsample import upsample_conv3x3
 from zpressor_ns.blocks.vit import VIT_PRESETS, VisionTransformer, ViTConfig
 from zpressor_ns.encoders.base import AnchorCount, EncoderConfig, EncoderOutput, FeedForwardEncoder
 from zpressor_ns.gaussian_adapter import PixelGaussians, decode_pixel_gaussians, num_gaussian_channels
@@ -155,10 +156,21 @@ def _conv_gelu_conv(in_channels: int, hidden: int, out_channels: int) -> nn.Sequ
     )
 
 
+class _UpsampleConvSequential(nn.Sequential):
+    """``nn.Sequential`` that runs each (nearest x2 upsample, 3x3 conv) pair as one convolution on the
+    low-resolution map (:func:`upsample_conv3x3`); parameter names stay the sequential's indices."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        layers = iter(self)
+        for layer in layers:
+            x = upsample_conv3x3(x, next(layers)) if isinstance(layer, nn.Upsample) else layer(x)
+        return x
+
+
 def _feature_upsampler(in_channels: int, out_channels: int) -> nn.Sequential:
     """1x1 conv, then three (nearest x2, 3x3 conv) steps halving the width, GELU between them."""
     hidden = 4 * out_channels
-    return nn.Sequential(
+    return _UpsampleConvSequential(
         nn.Conv2d(in_channels, hidden, 1),
         nn.Upsample(scale_factor=2, mode="nearest"),
         nn.Conv2d(hidden, hidden // 2, 3, padding=1, padding_mode="replicate"),
