@@ -22,8 +22,8 @@ internally. Four things are simulated, and only inside the dry run:
   (finite camera centres); fake tensors have no values to check.
 - cuDNN is off, so ``grid_sample`` dispatches to the kernel that fake tensors support.
 
-Every row also carries the analytic peak of ``zpressor_ns/encoders/depthsplat/memory_budget.py`` (the model behind
-``num_anchors="auto"``) for comparison.
+Every row also carries the analytic peak of the family's memory model (``encoder.estimate_memory``, e.g.
+``zpressor_ns/encoders/depthsplat/memory_budget.py``; the model behind ``num_anchors="auto"``) for comparison.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ from unittest import mock
 
 import torch
 from common import markdown_table, write_json
-from efficiency import ISSUE_VIEWS, METHODS, parse_size, runnable_size, synthetic_inputs
+from efficiency import DEFAULT_METHODS, ISSUE_VIEWS, METHODS, parse_size, runnable_size, synthetic_inputs
 
 from zpressor_ns import attention
 from zpressor_ns.encoders import build_encoder, required_multiple
-from zpressor_ns.encoders.depthsplat.memory_budget import ACTIVATION_SLACK, estimate_memory
+from zpressor_ns.encoders.memory import ACTIVATION_SLACK
 
 GB = 1e9
 CUDA = torch.device("cuda", 0)  # the device the tracker files fake CUDA storages under
@@ -94,7 +94,6 @@ def dry_run(method: str, views: int, height: int, width: int, preset: str = "pap
     from torch.distributed._tools.mem_tracker import MemTracker
 
     encoder = build_encoder(method, preset).eval()  # real weights: their initialisation needs values
-    weight_bytes = sum(t.numel() * t.element_size() for t in (*encoder.parameters(), *encoder.buffers()))
     device = CUDA
     with simulated_cuda(), FakeTensorMode(allow_non_fake_inputs=True):
         encoder = encoder.to(device)
@@ -112,7 +111,7 @@ def dry_run(method: str, views: int, height: int, width: int, preset: str = "pap
         if tensor.device.type != "cuda" or tensor.dtype != torch.float32:
             raise AssertionError(f"{method}: output {name} is {tensor.dtype} on {tensor.device}")
     kept = views if output.anchors is None else output.anchors.shape[1]
-    model = estimate_memory(encoder.config, views, kept, height, width, weight_bytes=weight_bytes)
+    model = encoder.estimate_memory(1, views, height, width, kept)  # shapes only: fake weights will do
     return {
         "method": method,
         "preset": preset,
@@ -162,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     parser.add_argument("--views", nargs="+", type=int, default=list(ISSUE_VIEWS))
     parser.add_argument("--resolutions", nargs="+", type=parse_size, default=[(256, 448), (270, 480)])
     parser.add_argument("--preset", choices=("paper", "small"), default="paper")

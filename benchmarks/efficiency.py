@@ -1,8 +1,11 @@
-"""Gaussians, encoder latency, render latency and peak memory of DepthSplat with and without ZPressor vs views.
+"""Gaussians, encoder latency, render latency and peak memory of the encoders with and without ZPressor vs views.
 
     python benchmarks/efficiency.py --tiny                    # CPU smoke run (small preset, 64x128, 4 and 8 views)
     python benchmarks/efficiency.py                           # CUDA: the issue's sweep, paper preset
     python benchmarks/efficiency.py --views 1000 --resolutions 270x480 --methods zpressor-depthsplat
+    python benchmarks/efficiency.py --methods zpressor-mvsplat mvsplat --resolutions 256x256
+
+Any registered method can be measured (``--methods``); the default is DepthSplat's pair.
 
 Every (method, views, resolution) runs in a fresh process of this script (``--single``), so each peak
 is clean and an out-of-memory setting cannot leave the allocator fragmented for the next one. A setting
@@ -16,8 +19,9 @@ ones; both synchronised, after warm-up. ``peak_mib`` is ``torch.cuda.max_memory_
 timed encoder forwards after a reset that follows the warm-up (weights and inputs included). On CPU it
 is the growth of the process's peak RSS over its size right after import (``memory_kind`` says which).
 
-Sizes must be multiples of the encoder's ``required_multiple`` (32): other sizes are centre-cropped to
-the largest multiple that fits (270x480, DL3DV's 480P, runs as 256x480), and the row keeps both.
+Sizes must be multiples of every measured encoder's ``required_multiple`` (DepthSplat 32, MVSplat 16):
+other sizes are centre-cropped to the largest multiple that fits (270x480, DL3DV's 480P, runs as 256x480),
+and the row keeps both.
 """
 
 from __future__ import annotations
@@ -49,12 +53,14 @@ from common import (
 from jaxtyping import Float
 from torch import Tensor
 
-from zpressor_ns.encoders import build_encoder, encoder_config, required_multiple
+from zpressor_ns.encoders import build_encoder, encoder_config, method_names, required_multiple
 from zpressor_ns.gaussians import Gaussians
 from zpressor_ns.pretrained import load_pretrained
 from zpressor_ns.render import render_gaussians
 
-METHODS = ("depthsplat", "zpressor-depthsplat")
+# Every registered method can be measured; by default the DepthSplat pair (the paper's efficiency figure).
+METHODS = method_names()
+DEFAULT_METHODS = ("depthsplat", "zpressor-depthsplat")
 ISSUE_VIEWS = (12, 24, 36, 64, 100, 200, 500)
 ISSUE_RESOLUTIONS = ((256, 448), (270, 480))
 TINY_VIEWS = (4, 8)
@@ -267,8 +273,9 @@ def measure_setting(setting: Setting, options: Options, device: torch.device, ro
 def base_row(setting: Setting, options: Options) -> dict[str, Any]:
     """A row with every field present: the headline fields first, the measured ones still null."""
     anchors = setting.views
-    if setting.method == "zpressor-depthsplat":
-        anchors = min(encoder_config(setting.method, options.preset).num_anchors, setting.views)
+    config = encoder_config(setting.method, options.preset)
+    if config.use_zpressor:
+        anchors = min(config.num_anchors, setting.views)
     return {
         "method": setting.method,
         "views": setting.views,
@@ -502,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     parser.add_argument(
         "--views", nargs="+", type=int, help=f"context view counts (default {list(ISSUE_VIEWS)})"
     )

@@ -46,6 +46,10 @@ def method_specification(name: str) -> MethodSpecification:
                     num_target_views=recipe.num_target_views,
                     batch_size=recipe.batch_size,
                     num_workers=0 if preset == "small" else 4,
+                    near=recipe.near,
+                    far=recipe.far,
+                    view_sampler=recipe.view_sampler,
+                    eval_num_context_views=recipe.eval_num_context_views,
                 ),
                 model=FeedForwardModelConfig(
                     method=method,

@@ -58,14 +58,13 @@ def method_config():
     return _tiny_method_config
 
 
-@pytest.fixture(scope="session")
-def trained_run(synthetic_root, tmp_path_factory, method_config):
-    """3 steps of zpressor-depthsplat-small through Nerfstudio's trainer, config.yml written as ns-train does."""
+@pytest.fixture(scope="session", params=["zpressor-depthsplat-small", "zpressor-mvsplat-small"])
+def trained_run(request, synthetic_root, tmp_path_factory, method_config):
+    """3 steps of each family's small ZPressor method through Nerfstudio's trainer, config.yml written as
+    ns-train does."""
     from nerfstudio.scripts.train import train_loop
 
-    config = method_config(
-        "zpressor-depthsplat-small", synthetic_root, tmp_path_factory.mktemp("runs"), steps=3
-    )
+    config = method_config(request.param, synthetic_root, tmp_path_factory.mktemp("runs"), steps=3)
     config.save_config()
     train_loop(local_rank=0, world_size=1, config=config)
     return config

@@ -208,7 +208,7 @@ def test_weights_option_assigns_files_to_methods(modules, tmp_path):
     with pytest.raises(SystemExit, match="no such file"):
         efficiency.weights_for("depthsplat", [str(tmp_path / "missing.ckpt")])
     with pytest.raises(SystemExit, match="unknown method"):
-        efficiency.weights_for("depthsplat", [f"mvsplat={checkpoint}"])
+        efficiency.weights_for("depthsplat", [f"splatter={checkpoint}"])
 
 
 def test_measure_calls_excludes_warmup_and_returns_the_last_result(modules):
@@ -378,6 +378,49 @@ def test_zpressor_memory_stays_flat_and_matches_the_memory_model(dry_runs):
     # The simulation is undone afterwards.
     assert not torch.compiler.is_compiling()
     assert dry.attention._flex_call(torch.device("cpu")) is not dry._flex_stand_in
+
+
+@pytest.mark.parametrize(("method", "views"), [("zpressor-mvsplat", (8, 24)), ("mvsplat", (2, 6))])
+def test_mvsplat_dry_run_follows_its_memory_model(dry_runs, method, views):
+    """MVSplat's CUDA path on fake tensors: Gaussians of the kept views, ZPressor's activations flat in the
+    views, the baseline's growing with them, and the memory model within 2% of the tracked tensors."""
+    dry = dry_runs[0]
+    rows = [dry.dry_run(method, v, 128, 128) for v in views]
+    kept = [6, 6] if method == "zpressor-mvsplat" else list(views)
+    assert [r["gaussians"] for r in rows] == [k * 128 * 128 for k in kept]
+    for row in rows:
+        assert row["model_activations_gb"] == pytest.approx(row["activations_gb"], rel=0.02, abs=2e-3)
+    if method == "zpressor-mvsplat":
+        assert rows[0]["activations_gb"] == rows[1]["activations_gb"]
+        assert rows[0]["weights_gb"] == pytest.approx(13_441_046 * 4 / 1e9, abs=2e-3)
+    else:
+        assert rows[1]["activations_gb"] == pytest.approx(3 * rows[0]["activations_gb"], rel=0.05)
+
+
+def test_mvsplat_against_the_original_on_the_same_weights(benchmarks_on_path, tmp_path, monkeypatch):
+    """benchmarks/mvsplat_vs_original.py runs the original through its parity harness (when both are here:
+    the original code extracted into .ref/, its extra packages in .ref/site, ../shared beside the checkout
+    or $ZPRESSOR_SHARED_DIR)."""
+    ref = Path(__file__).resolve().parents[1] / ".ref"
+    shared = Path(os.environ.get("ZPRESSOR_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
+    harness = shared / "parity" / "official_mvsplat_harness.py"
+    for needed in (ref / "mvsplat" / "src", ref / "site", harness):
+        if not needed.exists():
+            pytest.skip(f"{needed} not present (the original code and its harness are not shipped)")
+    monkeypatch.syspath_prepend(str(ref / "site"))  # einops, e3nn: the original's imports, not ours
+    script = importlib.import_module("mvsplat_vs_original")
+    out = tmp_path / "rows.json"
+    arguments = ["--harness", str(harness), "--ref", str(ref), "--views", "4", "--anchors", "2"]
+    arguments += ["--baseline-views", "2", "--size", "16x32", "--reps", "1", "--out", str(out)]
+    assert script.main(arguments) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["method"], r["views"], r["anchors"]) for r in rows] == [
+        ("zpressor-mvsplat", 4, 2),
+        ("mvsplat", 2, 2),
+    ]
+    for row in rows:
+        assert row["original_wall_ms"] > 0 and row["ours_wall_ms"] > 0
+        assert row["max_abs_means_diff"] < 1e-2  # the same weights: only ZPressor's bf16 in the original
 
 
 # ---------------------------------------------------------------------------------------------------

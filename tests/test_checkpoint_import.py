@@ -23,7 +23,7 @@ from zpressor_ns.pretrained import load_pretrained
 REF = Path(__file__).resolve().parents[1] / ".ref"
 
 # Our module path -> official module path (facts sheet §6, "Other DepthSplat keys").
-TO_OFFICIAL = (
+DEPTHSPLAT_TO_OFFICIAL = (
     ("cnn.", "depth_predictor.backbone."),
     ("transformer.", "depth_predictor.transformer."),
     ("vit.", "depth_predictor.pretrained."),
@@ -41,6 +41,29 @@ TO_OFFICIAL = (
     ("gaussian_regressor.proj_out.", "gaussian_regressor.4."),
     ("gaussian_head.", "gaussian_head."),
 )
+# facts sheet §6, "MVSplat keys".
+MVSPLAT_TO_OFFICIAL = (
+    ("cnn.", "backbone.backbone."),
+    ("transformer.", "backbone.transformer."),
+    ("cost_refiner.proj_in.", "depth_predictor.corr_refine_net.0."),
+    ("cost_refiner.norm.", "depth_predictor.corr_refine_net.1."),
+    ("cost_refiner.unet.", "depth_predictor.corr_refine_net.3."),
+    ("cost_refiner.proj_out.", "depth_predictor.corr_refine_net.4."),
+    ("cost_residual.", "depth_predictor.regressor_residual."),
+    ("depth_head.", "depth_predictor.depth_head_lowres."),
+    ("feature_upsampler.", "depth_predictor.upsampler."),
+    ("feature_projection.", "depth_predictor.proj_feature."),
+    ("depth_refiner.proj_in.", "depth_predictor.refine_unet.0."),
+    ("depth_refiner.norm.", "depth_predictor.refine_unet.1."),
+    ("depth_refiner.unet.", "depth_predictor.refine_unet.3."),
+    ("disparity_head.", "depth_predictor.to_disparity."),
+    ("gaussian_head.", "depth_predictor.to_gaussians."),
+)
+# family -> (our module paths -> official ones, where the original keeps ZPressor).
+TO_OFFICIAL = {
+    "depthsplat": (DEPTHSPLAT_TO_OFFICIAL, "depth_predictor.zipmatch."),
+    "mvsplat": (MVSPLAT_TO_OFFICIAL, "backbone.zipmatch."),
+}
 # ZPressor: our layer names -> the original's (facts sheet §6, "ZPressor keys").
 ZPRESSOR_TO_OFFICIAL = {
     "cross.to_q": "cross_attn_layers.0.{l}.projq",
@@ -73,7 +96,8 @@ OFFICIAL_PATTERNS = [
 ]
 
 
-def to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def to_official(state: dict[str, torch.Tensor], family: str = "depthsplat") -> dict[str, torch.Tensor]:
+    modules, zpressor_prefix = TO_OFFICIAL[family]
     official = {}
     for key, tensor in state.items():
         if key.startswith("zpressor.layers."):
@@ -83,9 +107,9 @@ def to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 p for p in sorted(ZPRESSOR_TO_OFFICIAL, key=len, reverse=True) if module.startswith(p)
             )
             name = ZPRESSOR_TO_OFFICIAL[prefix].format(l=layer) + module[len(prefix) :] + "." + leaf
-            official["encoder.depth_predictor.zipmatch." + name] = tensor
+            official["encoder." + zpressor_prefix + name] = tensor
             continue
-        ours, theirs = next((o, t) for o, t in TO_OFFICIAL if key.startswith(o))
+        ours, theirs = next((o, t) for o, t in modules if key.startswith(o))
         official["encoder." + theirs + key[len(ours) :]] = tensor
     return official
 
@@ -124,6 +148,67 @@ def test_names_and_shapes_equal_the_original_manifest(method: str, manifest: str
     expected = json.loads(path.read_text())["keys"]
     official = {key: list(tensor.shape) for key, tensor in to_official(paper_state(method)).items()}
     assert official == expected
+
+
+# Official MVSplat names and shapes read off the original code's state dict (harness dump), one or more per
+# module and every layout difference from DepthSplat: 1/4 CNN, post-norm U-Nets, 84 Gaussian channels.
+MVSPLAT_OFFICIAL_SAMPLE = {
+    "encoder.backbone.backbone.layer3.0.downsample.0.weight": [128, 96, 1, 1],
+    "encoder.backbone.backbone.conv2.bias": [128],
+    "encoder.backbone.zipmatch.cross_attn_layers.0.5.proj_kv.weight": [256, 128],
+    "encoder.backbone.zipmatch.self_attn_layers.0.0.mlp.fc1.weight": [512, 128],
+    "encoder.backbone.transformer.layers.5.cross_attn_ffn.mlp.0.weight": [1024, 256],
+    "encoder.depth_predictor.corr_refine_net.0.weight": [128, 256, 3, 3],
+    "encoder.depth_predictor.corr_refine_net.1.bias": [128],
+    "encoder.depth_predictor.corr_refine_net.3.input_blocks.1.0.in_layers.1.weight": [128],
+    "encoder.depth_predictor.corr_refine_net.3.input_blocks.5.1.qkv.weight": [384, 128, 1],
+    "encoder.depth_predictor.corr_refine_net.3.output_blocks.1.2.conv.weight": [128, 128, 3, 3],
+    "encoder.depth_predictor.corr_refine_net.3.out.1.weight": [128],
+    "encoder.depth_predictor.corr_refine_net.4.weight": [128, 128, 3, 3],
+    "encoder.depth_predictor.regressor_residual.weight": [128, 256, 1, 1],
+    "encoder.depth_predictor.depth_head_lowres.2.weight": [128, 256, 3, 3],
+    "encoder.depth_predictor.upsampler.0.weight": [128, 256, 3, 3],
+    "encoder.depth_predictor.proj_feature.weight": [32, 128, 3, 3],
+    "encoder.depth_predictor.refine_unet.0.weight": [32, 37, 3, 3],
+    "encoder.depth_predictor.refine_unet.1.weight": [32],
+    "encoder.depth_predictor.refine_unet.3.input_blocks.9.1.qkv.weight": [96, 32, 1],
+    "encoder.depth_predictor.refine_unet.3.output_blocks.9.0.skip_connection.weight": [32, 64, 1, 1],
+    "encoder.depth_predictor.refine_unet.3.out.0.weight": [32, 32, 3, 3],
+    "encoder.depth_predictor.to_disparity.2.weight": [2, 64, 3, 3],
+    "encoder.depth_predictor.to_gaussians.0.weight": [168, 163, 3, 3],
+    "encoder.depth_predictor.to_gaussians.2.bias": [84],
+}
+
+
+@pytest.mark.parametrize(("method", "count"), [("zpressor-mvsplat", 573), ("mvsplat", 471)])
+def test_mvsplat_official_names_and_shapes_round_trip(method: str, count: int) -> None:
+    ours = paper_state(method)
+    official = {key: list(tensor.shape) for key, tensor in to_official(ours, "mvsplat").items()}
+    assert len(official) == count  # the tensors of the original's state dict (harness dump)
+    sample = {
+        k: v
+        for k, v in MVSPLAT_OFFICIAL_SAMPLE.items()
+        if method.startswith("zpressor") or "zipmatch" not in k
+    }
+    assert {key: official.get(key) for key in sample} == sample
+    back = import_official(to_official(ours, "mvsplat"), method)
+    assert {key: tuple(t.shape) for key, t in back.items()} == {
+        key: tuple(t.shape) for key, t in ours.items()
+    }
+
+
+@pytest.mark.parametrize("method", ["zpressor-mvsplat", "mvsplat"])
+def test_mvsplat_names_and_shapes_equal_the_original_manifest(method: str) -> None:
+    path = REF / "fixtures" / "mvsplat_official_keys.json"
+    if not path.is_file():
+        pytest.skip(f"{path} not present (dumped from the original code's state dict, not shipped)")
+    expected = json.loads(path.read_text())[method]
+    official = {key: list(t.shape) for key, t in to_official(paper_state(method), "mvsplat").items()}
+    assert official == expected
+    assert (
+        import_official(to_official(paper_state(method), "mvsplat"), method).keys()
+        == paper_state(method).keys()
+    )
 
 
 def test_import_refuses_what_it_cannot_place() -> None:
@@ -166,6 +251,37 @@ def test_load_pretrained_reads_an_official_lightning_checkpoint(small_encoder, t
     # A ZPressor checkpoint does not fit the baseline encoder.
     with pytest.raises(ValueError, match=str(path)):
         load_pretrained(build_encoder("depthsplat", "small"), path)
+
+
+def test_load_pretrained_reads_official_mvsplat_files(tmp_path: Path) -> None:
+    """A published MVSplat ZPressor checkpoint loads whole; UniMatch GMDepth initialises CNN + transformer."""
+    torch.manual_seed(0)
+    source = build_encoder("zpressor-mvsplat", "small")
+    path = tmp_path / "mvsplat.ckpt"
+    torch.save({"state_dict": to_official(source.state_dict(), "mvsplat"), "global_step": 9}, path)
+    torch.manual_seed(1)
+    target = build_encoder("zpressor-mvsplat", "small")
+    report = load_pretrained(target, path)
+    assert report.kind == "official" and not report.unused and not report.missing
+    assert_same_parameters(source, target)
+    with pytest.raises(ValueError, match="has ZPressor weights but method is 'mvsplat'"):
+        load_pretrained(build_encoder("mvsplat", "small"), path)
+
+    state = source.state_dict()
+    gmdepth = {
+        **{"backbone." + k[4:]: v for k, v in state.items() if k.startswith("cnn.")},
+        **{k: v for k, v in state.items() if k.startswith("transformer.")},
+        "upsampler.0.weight": torch.zeros(256, 129, 3, 3),
+        "feature_flow_attn.q_proj.weight": torch.zeros(64, 64),
+    }
+    torch.save({"model": gmdepth}, tmp_path / "gmdepth.pth")
+    torch.manual_seed(2)
+    fresh = build_encoder("mvsplat", "small")
+    report = load_pretrained(fresh, tmp_path / "gmdepth.pth")
+    assert report.kind == "gmdepth" and len(report.ignored) == 2
+    assert_same_parameters(source, fresh, "cnn.")
+    assert_same_parameters(source, fresh, "transformer.")
+    assert not torch.equal(fresh.state_dict()["gaussian_head.0.weight"], state["gaussian_head.0.weight"])
 
 
 def test_load_pretrained_initialisation_files(small_encoder, tmp_path: Path) -> None:
@@ -224,8 +340,18 @@ def test_import_checkpoint_command(small_encoder, tmp_path: Path, capsys) -> Non
     assert not (tmp_path / "never.pt").exists()
 
 
-def test_describe_prints_the_paper_counts(capsys) -> None:
-    assert describe.run(_parser(describe).parse_args(["zpressor-depthsplat", "--json"])) == 0
+@pytest.mark.parametrize(
+    ("method", "total"),
+    [
+        ("zpressor-depthsplat", 116_072_834),
+        ("depthsplat", 114_587_522),
+        ("zpressor-mvsplat", 13_441_046),
+        ("mvsplat", 11_955_734),
+    ],
+)
+def test_describe_prints_the_paper_counts(method: str, total: int, capsys) -> None:
+    """The original code's exact parameter counts (measured by the harnesses in shared/parity)."""
+    assert describe.run(_parser(describe).parse_args([method, "--json"])) == 0
     counts = json.loads(capsys.readouterr().out)
-    assert counts["total_params"] == 116_072_834
-    assert counts["modules"]["zpressor"] == 1_485_312 and sum(counts["modules"].values()) == 116_072_834
+    assert counts["total_params"] == total and sum(counts["modules"].values()) == total
+    assert counts["modules"].get("zpressor", 0) == (1_485_312 if method.startswith("zpressor-") else 0)

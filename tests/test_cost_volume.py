@@ -50,9 +50,10 @@ def direct_cost_volume(features, K, c2w, neighbours, inverse_depths):
     return out
 
 
-@pytest.mark.parametrize("chunk_bytes", [cost_volume.CHUNK_BYTES, 1])
+@pytest.mark.parametrize("chunk_bytes", [cost_volume.CHUNK_BYTES, 60_000, 1])
 def test_matches_warping_every_candidate_with_grid_sample(monkeypatch, chunk_bytes):
-    monkeypatch.setattr(cost_volume, "CHUNK_BYTES", chunk_bytes)  # 1: one view per chunk
+    # Default: all views at once; 60 kB: one view and blocks of 29 of its 96 pixels; 1: one pixel at a time.
+    monkeypatch.setattr(cost_volume, "CHUNK_BYTES", chunk_bytes)
     views, c, h, w = 4, 16, 8, 12
     features = torch.randn(2, views, c, h, w, generator=torch.Generator().manual_seed(0))
     c2w, K = cameras(views, seed=1)

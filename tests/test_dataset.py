@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 
 from zpressor_ns.data.dataset import (
@@ -17,10 +19,11 @@ from zpressor_ns.data.dataset import (
     SharedStep,
     SourceGroupedShuffle,
 )
-from zpressor_ns.data.eval_index import EvaluationIndex
+from zpressor_ns.data.eval_index import EvaluationIndex, checked_keys
 from zpressor_ns.data.readers import open_dataset
 from zpressor_ns.data.samplers import BoundedSampler
 from zpressor_ns.data.scene import SceneError
+from zpressor_ns.data.shims import resize_images
 
 writers = pytest.importorskip("zpressor_ns.data.writers")
 
@@ -137,6 +140,77 @@ def test_bad_and_short_scenes_are_skipped_with_one_warning_each(tmp_path, caplog
     assert any("'nanpose'" in w and "NaN" in w for w in warnings)
 
 
+def rewrite_scene(root: Path, key: str, change, split: str = "train") -> None:
+    """Apply ``change`` to one scene dict of its chunk, rewriting the chunk."""
+    index = json.loads((root / split / "index.json").read_text())
+    path = root / split / index[key]
+    chunk = torch.load(path, weights_only=True)
+    for item in chunk:
+        if item["key"] == key:
+            change(item)
+    torch.save(chunk, path)
+
+
+def png_bytes(image: Image.Image) -> torch.Tensor:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+
+
+def test_one_bad_file_never_kills_training(tmp_path, caplog, monkeypatch):
+    # Real failures seen by a user: a garbage chunk entry (IndexError/KeyError/AttributeError inside
+    # the reader), a frame too large for PIL (DecompressionBombError) and a truncated chunk file.
+    keys = ["good1", "junk", "bomb", "good2", "cut1", "cut2"]
+    root = write_dataset(tmp_path, dict.fromkeys(keys, 12))  # two scenes per chunk
+    rewrite_scene(root, "junk", lambda item: item.update(images=[None] * 12))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", HEIGHT * WIDTH)  # PIL refuses over twice this
+    huge = png_bytes(Image.new("RGB", (40, 40)))
+    rewrite_scene(root, "bomb", lambda item: item.update(images=[huge] * 12))
+    cut = root / "train" / json.loads((root / "train" / "index.json").read_text())["cut1"]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+
+    dataset = MultiSceneDataset(
+        open_dataset(root, "train"), small_sampler(), ExampleOptions(image_shape=(8, 8))
+    )
+    with caplog.at_level(logging.WARNING):
+        scenes = []
+        for step in range(3):
+            dataset.step.value = step
+            scenes += [dataset[i]["scene"] for i in range(len(dataset))]
+    assert set(scenes) == {"good1", "good2"}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 4
+    for key, reason in (("junk", "not encoded images"), ("bomb", "too large"), ("cut1", "cannot be read")):
+        assert any(f"scene {key!r}" in w and reason in w for w in warnings), key
+    assert any("'cut2'" in w and cut.name in w for w in warnings)
+
+
+def test_huge_frames_are_decoded_reduced_with_one_warning(tmp_path, caplog):
+    reader = open_dataset(write_dataset(tmp_path, {"a": 12}), "train")
+    options = ExampleOptions(image_shape=(2, 4))  # 12x20 frames are 5 times the 2x4 needed
+    dataset = MultiSceneDataset(reader, small_sampler(), options)
+    with caplog.at_level(logging.WARNING):
+        examples = [dataset[0], dataset[0]]
+    assert [r.getMessage() for r in caplog.records].count(
+        "scene 'a': frames are 20x12, over 4 times the 4x2 used; decoding them 2 times smaller "
+        "(store downscaled frames to save decoding time)"
+    ) == 1
+    images = examples[0]["context"]["image"]
+    direct = resize_images(reader.scene("a").load_images(examples[0]["context"]["index"].tolist()), (2, 4))
+    assert images.shape == (3, 3, 2, 4) and (images - direct).abs().mean() < 0.05
+
+
+def test_transparent_frames_take_the_configured_background(tmp_path):
+    root = write_dataset(tmp_path, {"a": 12})
+    clear = png_bytes(Image.new("RGBA", (WIDTH, HEIGHT), (10, 20, 30, 0)))
+    rewrite_scene(root, "a", lambda item: item.update(images=[clear] * 12))
+    reader = open_dataset(root, "train")
+    options = ExampleOptions(image_shape=(HEIGHT, WIDTH), background=(1.0, 0.5, 0.0))
+    example = MultiSceneDataset(reader, small_sampler(), options)[0]
+    expected = torch.tensor([1.0, 0.5, 0.0]).view(1, 3, 1, 1).expand(3, 3, HEIGHT, WIDTH)
+    assert torch.equal(example["context"]["image"], expected)
+
+
 def test_all_scenes_bad_gives_a_clear_error_not_a_loop(tmp_path):
     reader = open_dataset(write_dataset(tmp_path, {"s1": 4, "s2": 5}), "train")
     dataset = MultiSceneDataset(reader, small_sampler(), ExampleOptions(image_shape=(8, 8)))
@@ -172,6 +246,60 @@ def test_evaluation_uses_the_index_in_reader_order_and_raises_on_bad_entries(tmp
     ]
     with pytest.raises(SceneError, match=r"index_eval\.json asks scene 'c' for frames \[20\]"):
         dataset[by_scene["c"]]
+
+
+def test_index_checked_before_evaluation(tmp_path, caplog):
+    reader = open_dataset(write_dataset(tmp_path, {"a": 12, "b": 12, "c": 6}, split="test"), "test")
+    path = tmp_path / "index.json"
+    path.write_text(
+        json.dumps(
+            {
+                "a": {"context": [0, 4, 8], "target": [1, 2]},
+                "b": {"context": [0, 4], "target": [1, 11]},
+                "c": {"context": [0, 2, 4], "target": [7, 9]},  # past the end of the 6-frame scene
+            }
+        )
+    )
+    index = EvaluationIndex.load(path)
+    assert index.fewest_context_views == ("b", 2)
+    keys = index.report_missing(reader.keys())
+    with pytest.raises(SceneError, match=r"does not fit 1 of the 3 scenes(.|\n)*'c' for frames \[7, 9\]"):
+        checked_keys(index, reader, keys, strict=True)  # a benchmark covers the whole index or nothing
+    with caplog.at_level(logging.WARNING):
+        assert checked_keys(index, reader, keys, strict=False) == ["a", "b"]
+    assert "leaving scene 'c' out of evaluation" in caplog.text
+
+    path.write_text(json.dumps({"c": {"context": [0, 9], "target": [1]}}))
+    with pytest.raises(SceneError, match="does not fit 1 of the 1 scenes"):
+        checked_keys(EvaluationIndex.load(path), reader, ["c"], strict=False)  # nothing left to score
+
+    path.write_text(json.dumps({"x": {"context": [0, 1], "target": [2]}, "y": None}))
+    with pytest.raises(
+        SceneError, match=r"none of the 1 scenes of evaluation index .*index\.json \(e\.g\. x\)"
+    ):
+        EvaluationIndex.load(path).report_missing(reader.keys())
+    path.write_text(json.dumps({"y": None}))
+    with pytest.raises(SceneError, match="names no scene"):
+        EvaluationIndex.load(path)
+
+
+def test_first_usable_scene_skips_bad_ones_and_names_why_none_fits(tmp_path, caplog):
+    root = write_dataset(tmp_path, {"a": 3, "b": 12, "c": 12})  # "a": too short even at step 0
+    poison_pose(root, "b")
+    dataset = MultiSceneDataset(
+        open_dataset(root, "train"), small_sampler(), ExampleOptions(image_shape=(8, 8))
+    )
+    with caplog.at_level(logging.WARNING):
+        assert dataset.first_usable_scene() == "c"
+    assert "'a'" in caplog.text and "'b'" in caplog.text
+    assert {dataset[i]["scene"] for i in range(3)} == {"c"}  # the probe's findings carry into training
+
+    sampler = small_sampler(num_context=14, num_target=2)  # 14 context views: no scene is long enough
+    dataset = MultiSceneDataset(open_dataset(root, "train"), sampler, ExampleOptions(image_shape=(8, 8)))
+    with pytest.raises(
+        SceneError, match=r"none of the 3 training scenes gives a training example with 14 context"
+    ):
+        dataset.first_usable_scene()
 
 
 def test_shards_are_disjoint_contiguous_and_cover_everything(tmp_path):

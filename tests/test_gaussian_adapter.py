@@ -1,4 +1,5 @@
-"""Gaussian adapter: the raw head channels become the Gaussians DepthSplat's renderer expects."""
+"""Gaussian adapter: the raw head channels become world-space Gaussians (DepthSplat's activation, and the
+depth-scaled one of MVSplat and pixelSplat)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import torch
 from zpressor_ns.gaussian_adapter import (
     SH_C0,
     covariance_from_scale_rotation,
+    decode_depth_scaled_gaussians,
     decode_pixel_gaussians,
+    num_depth_scaled_channels,
     num_gaussian_channels,
     sh_damping,
 )
+from zpressor_ns.sh_rotation import rotate_sh
 
 
 def random_rotations(n: int, seed: int) -> torch.Tensor:
@@ -132,3 +136,91 @@ def test_wrong_channel_count_is_refused() -> None:
             camera()[None, None],
             normalised_k()[None, None],
         )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The depth-scaled activation (MVSplat, pixelSplat): no opacity channel, scale proportional to depth
+
+
+def decode_scaled(raw, depths, opacities, c2w, k, image_shape, **kwargs):
+    return decode_depth_scaled_gaussians(raw, depths, opacities, c2w, k, image_shape, **kwargs)
+
+
+def test_depth_scaled_layout_has_no_opacity_channel() -> None:
+    assert num_depth_scaled_channels(4) == 84
+    assert num_depth_scaled_channels(0) == 12
+
+
+def test_depth_scaled_scale_is_a_tenth_of_the_pixel_footprint_times_depth() -> None:
+    h, w, depth = 4, 6, 2.5
+    fx, fy = 0.8, 1.1
+    raw = torch.zeros(1, 1, h * w, 84)  # sigmoid(0) = 0.5: scale factor 0.5 + 14.5 / 2
+    rotation = random_rotations(1, seed=4)[0].float()
+    out = decode_scaled(
+        raw,
+        torch.full((1, 1, h * w, 1), depth),
+        torch.full((1, 1, h * w, 1), 0.3),
+        camera(rotation)[None, None],
+        normalised_k(fx, fy)[None, None],
+        (h, w),
+    )
+    scale = (0.5 + 14.5 * 0.5) * depth * 0.1 * (1 / (fx * w) + 1 / (fy * h))
+    # A zero quaternion logit gives the identity: an isotropic Gaussian, the same in any frame.
+    eye = torch.eye(3).expand(1, h * w, 3, 3)
+    torch.testing.assert_close(out.covariances, eye * scale**2, atol=1e-5 * scale**2, rtol=1e-5)
+    torch.testing.assert_close(out.opacities, torch.full((1, h * w), 0.3))
+    # No colour initialisation of the DC term: zero SH channels stay zero.
+    assert torch.equal(out.harmonics, torch.zeros(1, h * w, 3, 25))
+
+
+def test_depth_scaled_scales_span_scale_min_to_scale_max() -> None:
+    raw = torch.zeros(1, 1, 1, 84)
+    raw[0, 0, 0, 2:5] = torch.tensor([-100.0, 100.0, 0.0])
+    raw[0, 0, 0, 5:9] = torch.tensor([0.0, 0.0, 0.0, 1.0])  # identity rotation (xyzw)
+    k = normalised_k(1.0, 1.0)[None, None]
+    out = decode_scaled(raw, torch.ones(1, 1, 1, 1), torch.ones(1, 1, 1, 1), camera()[None, None], k, (1, 1))
+    unit = 0.1 * (1.0 + 1.0)  # 1/(fx W) + 1/(fy H) at one pixel
+    expected = torch.tensor([0.5, 15.0, 0.5 + 14.5 * 0.5]) * unit
+    torch.testing.assert_close(out.covariances[0, 0].diagonal(), expected**2, atol=1e-7, rtol=1e-5)
+
+
+def test_depth_scaled_samples_share_their_pixels_channels_in_view_pixel_sample_order() -> None:
+    """pixelSplat draws several depths per pixel: each sample sits on the pixel's ray at its own depth,
+    its covariance grows with depth squared, its SH and rotation are the pixel's."""
+    h, w, samples = 3, 5, 3
+    generator = torch.Generator().manual_seed(1)
+    raw = torch.randn(1, 2, h * w, 84, generator=generator)
+    depths = 1.0 + 4 * torch.rand(1, 2, h * w, samples, generator=generator)
+    opacities = torch.rand(1, 2, h * w, samples, generator=generator)
+    rotation = random_rotations(2, seed=3).float()
+    c2w = torch.stack([camera(rotation[0], (1.0, 0.0, 2.0)), camera(rotation[1], (0.0, -1.0, 0.5))])[None]
+    k = torch.stack([normalised_k(), normalised_k(0.7, 0.9)])[None]
+    out = decode_scaled(raw, depths, opacities, c2w, k, (h, w))
+    n = 2 * h * w * samples
+    assert out.means.shape == (1, n, 3) and out.harmonics.shape == (1, n, 3, 25)
+    means = out.means.view(2, h * w, samples, 3)
+    covariances = out.covariances.view(2, h * w, samples, 3, 3)
+    harmonics = out.harmonics.view(2, h * w, samples, 3, 25)
+    torch.testing.assert_close(out.opacities.view(2, h * w, samples), opacities[0])
+    for view in range(2):
+        offsets = means[view] - c2w[0, view, :3, 3]
+        torch.testing.assert_close(offsets.norm(dim=-1), depths[0, view], atol=1e-5, rtol=1e-5)
+        directions = offsets / offsets.norm(dim=-1, keepdim=True)
+        torch.testing.assert_close(directions[:, 1:], directions[:, :1].expand_as(directions[:, 1:]))
+        ratio = (depths[0, view, :, 1:] / depths[0, view, :, :1]) ** 2
+        torch.testing.assert_close(
+            covariances[view, :, 1:], covariances[view, :, :1] * ratio[..., None, None], rtol=1e-4, atol=1e-7
+        )
+        assert torch.equal(harmonics[view, :, 1:], harmonics[view, :, :1].expand_as(harmonics[view, :, 1:]))
+    # SH: damped per degree, then rotated into the world frame, as DepthSplat's (without the colour init).
+    sh = raw[..., 9:].unflatten(-1, (3, 25)) * sh_damping(4)
+    expected = rotate_sh(sh, c2w[:, :, None, None, :3, :3])
+    torch.testing.assert_close(harmonics[:, :, 0], expected[0], atol=1e-5, rtol=1e-5)
+
+
+def test_depth_scaled_decoding_refuses_mismatched_inputs() -> None:
+    args = (camera()[None, None], normalised_k()[None, None], (2, 2))
+    with pytest.raises(ValueError, match="needs 84"):
+        decode_scaled(torch.zeros(1, 1, 4, 85), torch.ones(1, 1, 4, 1), torch.ones(1, 1, 4, 1), *args)
+    with pytest.raises(ValueError, match="must be"):
+        decode_scaled(torch.zeros(1, 1, 4, 84), torch.ones(1, 1, 4, 2), torch.ones(1, 1, 4, 1), *args)

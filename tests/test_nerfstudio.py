@@ -21,9 +21,10 @@ from nerfstudio.scripts.eval import ComputePSNR  # noqa: E402
 from nerfstudio.scripts.train import train_loop  # noqa: E402
 from nerfstudio.utils.eval_utils import eval_setup  # noqa: E402
 
-from zpressor_ns.render import render_gaussians
+from zpressor_ns.encoders.registry import registered_method_names  # noqa: E402
+from zpressor_ns.render import render_gaussians  # noqa: E402
 
-METHODS = {"zpressor-depthsplat", "depthsplat", "zpressor-depthsplat-small", "depthsplat-small"}
+METHODS = set(registered_method_names())
 DATAPARSERS = {"re10k", "acid", "dl3dv"}
 
 
@@ -46,6 +47,47 @@ def test_methods_and_dataparsers_are_registered():
     assert all(isinstance(spec, DataParserSpecification) for spec in parsers.values())
     assert (parsers["re10k"].config.near, parsers["re10k"].config.far) == (1.0, 200.0)
     assert parsers["dl3dv"].config.evaluation_window == 50
+
+
+@pytest.mark.parametrize("method", ["zpressor-mvsplat", "mvsplat"])
+def test_mvsplat_methods_carry_the_original_recipe(method):
+    """MVSplat's own depth range and view sampler come from the method (whatever the dataset's defaults);
+    optimiser, schedule, losses and evaluation views are the original's (mvsplat/README, configs, test_re10k.py)."""
+    config = all_methods[method]
+    datamanager, model = config.pipeline.datamanager, config.pipeline.model
+    assert (datamanager.near, datamanager.far, datamanager.view_sampler) == (1.0, 100.0, "mvsplat")
+    assert datamanager.image_shape == (256, 256) and datamanager.eval_num_context_views == 36
+    views = (12, 8, 1) if method == "zpressor-mvsplat" else (4, 4, 14)
+    assert (datamanager.num_context_views, datamanager.num_target_views, datamanager.batch_size) == views
+    assert (model.method, model.preset) == (method, "paper")
+    assert (model.lpips_weight, model.ib_weight, model.intermediate_weight) == (0.05, 0.0, 0.0)
+    optimizer = config.optimizers["encoder"]["optimizer"]
+    assert (optimizer.lr, optimizer.weight_decay, optimizer.max_grad_norm) == (2e-4, 0.0, 0.5)  # Adam
+    assert config.optimizers["encoder"]["scheduler"].max_steps == config.max_num_iterations == 300_001
+    # The small presets train on the dataset's own depth range and sampler (synthetic scenes are short).
+    small = all_methods[f"{method}-small"].pipeline.datamanager
+    assert (small.near, small.far, small.view_sampler) == (None, None, None)
+
+
+def test_the_methods_depth_range_and_sampler_reach_the_examples(synthetic_root, method_config, tmp_path):
+    from zpressor_ns.data.samplers import BoundedSampler
+
+    config = method_config("zpressor-mvsplat-small", synthetic_root, tmp_path, steps=1)
+    datamanager = config.pipeline.datamanager
+    datamanager.near, datamanager.far, datamanager.view_sampler = 2.0, 50.0, "mvsplat"
+    manager = datamanager.setup(device="cpu")
+    assert (manager.options.near, manager.options.far) == (2.0, 50.0)  # over the dataparser's
+    assert manager._training_sampler() == BoundedSampler.preset("mvsplat", 6, 4)
+    context = manager.display_context(manager.display_scene, 6)
+    assert torch.equal(context["near"], torch.full((1, 6), 2.0))
+    assert torch.equal(context["far"], torch.full((1, 6), 50.0))
+    datamanager.near = datamanager.far = datamanager.view_sampler = None
+    manager = datamanager.setup(device="cpu")
+    assert (manager.options.near, manager.options.far) == (
+        datamanager.dataparser.near,
+        datamanager.dataparser.far,
+    )
+    assert manager._training_sampler() == BoundedSampler.preset("re10k", 6, 4)
 
 
 def documented_ns_train_commands() -> list[list[str]]:
@@ -87,7 +129,7 @@ def test_train_writes_checkpoint_and_resumes(trained_run, synthetic_root, method
     state = torch.load(trained_run.get_checkpoint_dir() / checkpoints[0], map_location="cpu")  # weights-only
     before = state["pipeline"]["_model.encoder.gaussian_head.2.weight"].clone()
 
-    resumed = method_config("zpressor-depthsplat-small", synthetic_root, trained_run.output_dir, steps=2)
+    resumed = method_config(trained_run.method_name, synthetic_root, trained_run.output_dir, steps=2)
     resumed.timestamp = "resumed"
     resumed.load_dir = trained_run.get_checkpoint_dir()
     train_loop(local_rank=0, world_size=1, config=resumed)
@@ -105,7 +147,7 @@ def test_ns_eval_scores_the_index(trained_run, tmp_path):
     ).main()
     report = json.loads((tmp_path / "eval.json").read_text())
     results = report["results"]
-    assert report["method_name"] == "zpressor-depthsplat-small"
+    assert report["method_name"] == trained_run.method_name
     assert results["num_scenes"] == 2
     for metric in ("psnr", "ssim"):
         assert np.isfinite(results[metric]) and np.isfinite(results[f"{metric}_std"])
@@ -184,6 +226,77 @@ def test_viewer_frustums_set_anchors_apart_from_supports():
     assert {h.kwargs["color"] for h in second} == {SUPPORT_COLOUR}
 
 
+def test_viewer_only_session_starts_browsers_at_the_scene_and_shows_the_run(trained_run):
+    """Nerfstudio's default browser camera sits at (3, 3, 3) looking at the origin, far from datasets that keep
+    their own world frame: every browser starts at the display scene's first context camera instead, and a
+    session without a trainer shows the run's step and no pause/resume buttons."""
+    from types import SimpleNamespace
+
+    from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO as SCALE
+
+    _, pipeline, _, step = eval_setup(trained_run.get_base_dir() / "config.yml", test_mode="test")
+
+    class Camera:
+        def __init__(self):
+            self.callbacks, self.set = [], {}
+
+        def on_update(self, callback):
+            self.callbacks.append(callback)
+
+        def __setattr__(self, name, value):
+            if name in ("up_direction", "position", "look_at", "fov"):
+                self.set[name] = np.asarray(value)
+            else:
+                super().__setattr__(name, value)
+
+    class Client:
+        def __init__(self):
+            self.camera = Camera()
+
+        def atomic(self):
+            import contextlib
+
+            return contextlib.nullcontext()
+
+    connected, steps = [], []
+    button = lambda: SimpleNamespace(visible=True)  # noqa: E731
+    viewer = SimpleNamespace(
+        trainer=None,
+        pause_train=button(),
+        resume_train=button(),
+        update_step=steps.append,
+        viser_server=SimpleNamespace(on_client_connect=connected.append, scene=None),
+    )
+    pipeline._on_viewer_ready(viewer)
+    assert not viewer.pause_train.visible and not viewer.resume_train.visible and steps == [step]
+
+    client = Client()
+    (on_connect,) = connected
+    on_connect(client)
+    assert client.camera.set == {}  # its camera is unknown until the browser reports it
+    for callback in client.camera.callbacks:
+        callback(client.camera)
+    context = pipeline.datamanager.display_context(
+        pipeline.datamanager.display_scene, pipeline.datamanager.display_num_context
+    )
+    c2w = context["c2w"][0, 0].double().numpy()
+    moved = client.camera.set
+    np.testing.assert_allclose(moved["position"], c2w[:3, 3] * SCALE, atol=1e-5)
+    towards = (moved["look_at"] - moved["position"]) / SCALE
+    depth = np.linalg.norm(towards)
+    np.testing.assert_allclose(towards / depth, c2w[:3, 2], atol=1e-5)  # looking where the camera looked
+    np.testing.assert_allclose(moved["up_direction"], -c2w[:3, 1], atol=1e-6)  # OpenCV: image y points down
+    assert float(moved["fov"]) == pytest.approx(2 * np.arctan(0.5 / float(context["K"][0, 0, 1, 1])))
+    # The orbit centre is among the predicted Gaussians (their median depth in front of the camera).
+    means = pipeline.model.display_gaussians.means[0].double().numpy()
+    depths = (means - c2w[:3, 3]) @ c2w[:3, 2]
+    assert depth == pytest.approx(float(np.median(depths[depths > 0])), rel=0.05)
+    moved.clear()
+    for callback in client.camera.callbacks:
+        callback(client.camera)
+    assert moved == {}  # only once: the user's own moves are never overridden
+
+
 def test_ns_export_writes_a_standard_splat(trained_run, tmp_path):
     pytest.importorskip(
         "open3d", reason="ns-export imports open3d, which needs libusb-1.0 (scripts/setup.sh)"
@@ -235,7 +348,7 @@ def test_loading_a_checkpoint_of_another_method_is_refused(
         train_loop(local_rank=0, world_size=1, config=other)
 
 
-def test_model_starts_from_given_weights_and_refuses_mismatched_ones(tmp_path):
+def test_model_starts_from_given_weights_says_so_and_refuses_mismatched_ones(tmp_path, capsys):
     from nerfstudio.data.scene_box import SceneBox
 
     from zpressor_ns.encoders import build_encoder
@@ -251,10 +364,41 @@ def test_model_starts_from_given_weights_and_refuses_mismatched_ones(tmp_path):
     )
     for name, tensor in source.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[name], tensor), name
+    # Said on the console at start-up (Nerfstudio goes on to say "No Nerfstudio checkpoint to load").
+    total = len(source.state_dict())
+    assert f"Encoder weights from {path}: converted file, {total}/{total} encoder tensors loaded" in " ".join(
+        capsys.readouterr().out.split()
+    )
     with pytest.raises(ValueError, match="does not fit"):
         FeedForwardModelConfig(method="depthsplat", preset="small", pretrained=path).setup(
             scene_box=box, num_train_data=1
         )
+
+
+def test_lpips_notice_is_given_once_and_only_where_lpips_is_used(monkeypatch, caplog):
+    """Without local VGG16 weights LPIPS is off: the viewer, export and fly-throughs (which build the model but
+    never score) say nothing about it; scoring says so once."""
+    import logging
+
+    from nerfstudio.data.scene_box import SceneBox
+
+    from zpressor_ns import metrics
+    from zpressor_ns.nerfstudio.model import FeedForwardModelConfig
+
+    monkeypatch.setattr(metrics, "find_vgg16_weights", lambda explicit=None: None)
+    metrics._warn_no_lpips.cache_clear()
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    with caplog.at_level(logging.WARNING):
+        model = FeedForwardModelConfig(method="zpressor-depthsplat", preset="small").setup(
+            scene_box=box, num_train_data=1
+        )
+        assert not [r for r in caplog.records if "LPIPS" in r.getMessage()]
+        images = torch.rand(2, 3, 16, 16)
+        for _ in range(2):
+            assert set(model.score_views(images, images)) == {"psnr", "ssim"}
+    notices = [r for r in caplog.records if "LPIPS" in r.getMessage()]
+    assert len(notices) == 1 and "vgg16-397923af.pth" in notices[0].getMessage()
+    metrics._warn_no_lpips.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -293,3 +437,33 @@ def test_export_command_writes_any_scene(trained_run, tmp_path):
     ply = read_ply(out)
     assert 0 < len(ply["x"]) <= 3 * 64 * 128 and len([k for k in ply if k.startswith("f_rest_")]) == 45
     assert main(["export", "--load-config", config, "--output", str(out), "--scene", "no-such-scene"]) == 2
+
+
+def test_render_command_writes_a_fly_through_gif_without_ffmpeg(trained_run, tmp_path, monkeypatch):
+    """``zpressor-ns render``: the display scene flown along its context cameras, as a GIF written by Pillow."""
+    import shutil
+
+    from PIL import Image, ImageSequence
+
+    from zpressor_ns.cli import main
+
+    monkeypatch.setattr(shutil, "which", lambda *args, **kwargs: None)  # as on a machine without ffmpeg
+    config = trained_run.get_base_dir() / "config.yml"
+    gif, frames_dir = tmp_path / "flight.gif", tmp_path / "frames"
+    argv = ["render", "--load-config", str(config), "--output", str(gif), "--frames", "5"]
+    assert main([*argv, "--frames-dir", str(frames_dir)]) == 0
+    frames = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(Image.open(gif))]
+    assert len(frames) == 5 and frames[0].shape == (64, 128, 3)
+    assert len(list(frames_dir.glob("frame_*.png"))) == 5
+    # It starts at the first context camera (in frame order) and moves from there.
+    _, pipeline, _, _ = eval_setup(config, test_mode="inference")
+    datamanager = pipeline.datamanager
+    context = datamanager.display_context(datamanager.display_scene, datamanager.display_num_context)
+    first = context["index"][0].argmin()
+    views = {key: context[key][:, first : first + 1] for key in ("c2w", "K", "near", "far")}
+    with torch.no_grad():
+        expected = pipeline.model.render(pipeline.model.display_gaussians, views, (64, 128)).color[0, 0]
+    png = np.asarray(Image.open(frames_dir / "frame_0000.png"), dtype=np.float32) / 255
+    np.testing.assert_allclose(png, expected.permute(1, 2, 0).clamp(0, 1).numpy(), atol=1.5 / 255)
+    assert np.abs(frames[-1].astype(float) - frames[0].astype(float)).mean() > 1.0
+    assert main([*argv[:-2], "--output", str(tmp_path / "flight.mp4")]) == 2  # GIFs only, said before loading

@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from zpressor_ns.data import transforms_json
 from zpressor_ns.data.readers import LayoutError, detect_layout, open_dataset
 from zpressor_ns.data.scene import SceneError
 
@@ -155,6 +156,25 @@ def test_legacy_torch_format_chunk_and_missing_index_json(tmp_path):
     assert reader.scene("old").load_images([2]).shape == (1, 3, 18, 32)
 
 
+def test_scanning_chunks_leaves_out_a_damaged_one_and_an_empty_split_is_refused(tmp_path, caplog):
+    split_dir = tmp_path / "train"
+    split_dir.mkdir()
+    torch.save([chunk_scene("kept", trajectory(3))], split_dir / "000000.torch")
+    (split_dir / "000001.torch").write_bytes(b"PK\x03\x04 truncated download")
+    with caplog.at_level(logging.WARNING):
+        reader = open_dataset(tmp_path, "train")
+    assert reader.keys() == ["kept"] and "000001.torch" in caplog.text
+
+    (split_dir / "000000.torch").unlink()
+    with pytest.raises(
+        SceneError, match=r"no scenes in .*train: index\.json is empty or no chunk could be read"
+    ):
+        open_dataset(tmp_path, "train")
+    (split_dir / "index.json").write_text("{}")
+    with pytest.raises(SceneError, match="no scenes in"):
+        open_dataset(tmp_path, "train")
+
+
 def test_dl3dv_chunks_strip_prefix_and_merge_subsets(tmp_path):
     write_split(tmp_path / "1K" / "train", {"000000.torch": [chunk_scene("dl3dv_abc", trajectory(5))]})
     write_split(tmp_path / "2K" / "train", {"000000.torch": [chunk_scene("dl3dv_def", trajectory(5))]})
@@ -228,6 +248,58 @@ def test_scene_with_no_frames_is_refused(tmp_path):
     write_split(tmp_path / "test", {"000000.torch": [scene_dict]})
     with pytest.raises(SceneError, match="'none'.*no frames"):
         open_dataset(tmp_path, "test").scene("none")
+
+
+GARBAGE_SCENE_ENTRIES = {
+    "cameras missing": lambda s: s.pop("cameras"),
+    "cameras as a list": lambda s: s.update(cameras=s["cameras"].tolist()),
+    "camera rows of 17": lambda s: s.update(cameras=s["cameras"][:, :17]),
+    "camera rows as integers": lambda s: s.update(cameras=s["cameras"].long()),
+    "camera rows as booleans": lambda s: s.update(cameras=s["cameras"] > 0),
+    "images missing": lambda s: s.pop("images"),
+    "images as a string": lambda s: s.update(images="abc"),
+    "images as numbers": lambda s: s.update(images=list(range(len(s["images"])))),
+    "images as None": lambda s: s.update(images=[None] * len(s["images"])),
+    "decoded pixels": lambda s: s.update(images=[torch.zeros(18, 32, 3, dtype=torch.uint8)] * 4),
+    "timestamps as a string": lambda s: s.update(timestamps="0123"),
+    "timestamps as booleans": lambda s: s.update(timestamps=torch.ones(4, dtype=torch.bool)),
+}
+
+
+@pytest.mark.parametrize("garbage", sorted(GARBAGE_SCENE_ENTRIES))
+def test_garbage_scene_entries_are_scene_errors_naming_the_scene(tmp_path, garbage):
+    scene_dict = chunk_scene("junk", trajectory(4))
+    GARBAGE_SCENE_ENTRIES[garbage](scene_dict)
+    write_split(tmp_path / "test", {"000000.torch": [scene_dict, chunk_scene("fine", trajectory(4))]})
+    reader = open_dataset(tmp_path, "test")
+    with pytest.raises(SceneError, match=r"'junk'.*000000\.torch"):
+        reader.scene("junk").load_images([0, 1, 2, 3])
+    assert reader.scene("fine").load_images([0]).shape == (1, 3, 18, 32)
+
+
+def test_damaged_chunk_files_only_ever_raise_scene_errors(tmp_path):
+    # Fuzzing: random byte flips and truncations of a chunk (torch's unpickler raised KeyError,
+    # IndexError and TypeError on some of them). Every outcome is a readable scene or a SceneError.
+    write_split(tmp_path / "test", {"000000.torch": [chunk_scene("s", trajectory(3), size=(6, 8))]})
+    path = tmp_path / "test" / "000000.torch"
+    intact = path.read_bytes()
+    rng = np.random.default_rng(0)
+    outcomes = {"read": 0, "refused": 0}
+    for trial in range(240):
+        damaged = bytearray(
+            intact[: len(intact) - int(rng.integers(1, len(intact)))] if trial % 8 == 0 else intact
+        )
+        for position in rng.integers(0, len(damaged), size=int(rng.integers(1, 20))):
+            damaged[position] = int(rng.integers(256))
+        path.write_bytes(bytes(damaged))
+        try:
+            scene = open_dataset(tmp_path, "test").scene("s")
+            scene.load_images(range(scene.num_frames))
+            outcomes["read"] += 1
+        except SceneError as error:
+            assert "000000.torch" in str(error) or "'s'" in str(error)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 100 and outcomes["read"] > 10
 
 
 # --- DL3DV raw and Nerfstudio transforms.json ---------------------------------------------------
@@ -316,9 +388,12 @@ def test_nerfstudio_single_scene_per_frame_intrinsics_and_distortion_warning(tmp
     assert detect_layout(scene_dir) == "nerfstudio"
     reader = open_dataset(scene_dir)
     assert reader.keys() == ["my_capture"]
+    transforms_json._DISTORTION_REPORTED.clear()
     with caplog.at_level(logging.WARNING):
         scene = reader.scene("my_capture")
         reader.scene("my_capture")
+        # A run opens one dataset with several readers (display, training, evaluation): still said once.
+        open_dataset(scene_dir).scene("my_capture")
     assert scene.K[1, 0, 0].item() == pytest.approx(0.5) and scene.K[0, 0, 0].item() == pytest.approx(0.9)
     assert sum("distortion" in r.message for r in caplog.records) == 1
 
@@ -344,16 +419,38 @@ def test_scaled_rotation_repaired_and_shear_refused_in_transforms(tmp_path):
         open_dataset(tmp_path).scene("sheared")
 
 
-def test_missing_transforms_json_and_missing_images(tmp_path):
+def test_missing_transforms_json_is_refused(tmp_path):
     json_path = write_transforms_scene(tmp_path / "gone" / "nerfstudio", trajectory(3))
     reader = open_dataset(tmp_path)
     json_path.unlink()
     with pytest.raises(SceneError, match=r"'gone'.*transforms\.json is missing"):
         reader.scene("gone")
 
-    write_transforms_scene(tmp_path / "holes" / "nerfstudio", trajectory(3))
-    (tmp_path / "holes" / "nerfstudio" / "images_8" / "frame_00002.png").unlink()
-    with pytest.raises(SceneError, match=r"'holes'.*1 of 3 frame images are missing.*frame_00002"):
+
+def test_frames_with_missing_images_are_skipped_with_one_warning(tmp_path, caplog):
+    # The instant-ngp fox capture lists 67 frames and ships 50 images: Nerfstudio skips the rest.
+    c2w = trajectory(4)
+    write_transforms_scene(tmp_path / "holes" / "nerfstudio", c2w)
+    images = tmp_path / "holes" / "nerfstudio" / "images_8"
+    kept_png = (images / "frame_00003.png").read_bytes()
+    (images / "frame_00002.png").unlink()
+    reader = open_dataset(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        scene = reader.scene("holes")
+        reader._cache.clear()
+        reader.scene("holes")
+    assert scene.num_frames == 3 and scene.timestamps.tolist() == [1, 3, 4]
+    assert np.allclose(scene.c2w.numpy(), c2w[[0, 2, 3]], atol=1e-6)
+    assert torch.equal(scene.load_images([1])[0], decoded(kept_png))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert (
+        len(warnings) == 1 and "'holes'" in warnings[0] and "1 of 4 frame images are missing" in warnings[0]
+    )
+    assert "frame_00002" in warnings[0]
+
+    for png in images.iterdir():
+        png.unlink()
+    with pytest.raises(SceneError, match=r"'holes'.*none of the 4 frame images exists"):
         open_dataset(tmp_path).scene("holes")
 
 
@@ -368,12 +465,85 @@ def test_zero_byte_image_and_wrong_aspect(tmp_path):
         open_dataset(tmp_path).scene("aspect")
 
 
+def test_per_frame_size_of_another_aspect_is_refused_naming_the_frame(tmp_path):
+    # 9x16 images; frame 1 claims to be a square 128x128 frame, so its normalised intrinsics are wrong.
+    write_transforms_scene(
+        tmp_path / "mixed" / "nerfstudio", trajectory(3), frame_extra=[{}, {"w": 128, "h": 128}, {}]
+    )
+    with pytest.raises(SceneError, match=r"'mixed'.*frame 1.*this frame's w x h.*128x128.*aspect ratio"):
+        open_dataset(tmp_path).scene("mixed")
+
+    # The same aspect at another size is fine, and normalises that frame's intrinsics by its own w, h.
+    write_transforms_scene(
+        tmp_path / "scaled" / "nerfstudio",
+        trajectory(3),
+        frame_extra=[{}, {"w": 64, "h": 36, "fl_x": 32.0, "fl_y": 32.0, "cx": 32.0, "cy": 18.0}, {}],
+    )
+    K = open_dataset(tmp_path).scene("scaled").K
+    assert torch.allclose(K[1], torch.tensor([[0.5, 0.0, 0.5], [0.0, 32 / 36, 0.5], [0.0, 0.0, 1.0]]))
+
+
+GARBAGE_TRANSFORMS = {
+    "top level is a list": lambda meta: [meta],
+    "frames is a dict": lambda meta: {**meta, "frames": {"0": meta["frames"][0]}},
+    "frame is a string": lambda meta: {**meta, "frames": ["images/frame_00001.png", *meta["frames"][1:]]},
+    "file_path is a number": lambda meta: {**meta, "frames": [{**meta["frames"][0], "file_path": 7}]},
+    "matrix of strings": lambda meta: {
+        **meta,
+        "frames": [{**meta["frames"][0], "transform_matrix": [["a"] * 4] * 4}, *meta["frames"][1:]],
+    },
+    "ragged matrix": lambda meta: {
+        **meta,
+        "frames": [{**meta["frames"][0], "transform_matrix": [[1, 0, 0], [0, 1], [0, 0, 1, 0]]}],
+    },
+    "matrix missing": lambda meta: {**meta, "frames": [{"file_path": meta["frames"][0]["file_path"]}]},
+    "w as a string": lambda meta: {**meta, "w": "128"},
+    "focal length as a list": lambda meta: {**meta, "fl_x": [100.0]},
+    "NaN focal length": lambda meta: {**meta, "fl_x": float("nan")},
+    "distortion as a string": lambda meta: {**meta, "k1": "0.1"},
+    "zero height": lambda meta: {**meta, "h": 0},
+}
+
+
+@pytest.mark.parametrize("garbage", sorted(GARBAGE_TRANSFORMS))
+def test_garbage_transforms_json_is_a_scene_error_naming_the_file(tmp_path, garbage):
+    json_path = write_transforms_scene(tmp_path / "junk" / "nerfstudio", trajectory(3))
+    json_path.write_text(json.dumps(GARBAGE_TRANSFORMS[garbage](json.loads(json_path.read_text()))))
+    with pytest.raises(SceneError, match=r"'junk'.*transforms\.json"):
+        open_dataset(tmp_path, layout="dl3dv").scene("junk")
+
+
+def test_nerfstudio_captures_in_train_and_test_folders(tmp_path):
+    # docs/DATA.md: a folder of captures split into train/ and test/ (ns-process-data output: images/).
+    for split, names in (("train", ["kitchen", "garden"]), ("test", ["hall"])):
+        for name in names:
+            write_transforms_scene(
+                tmp_path / split / name, trajectory(3), image_dir="images", stored_size=(72, 128)
+            )
+    assert detect_layout(tmp_path) == "nerfstudio"
+    assert detect_layout(tmp_path, "train") == "nerfstudio"
+    assert open_dataset(tmp_path, "train", layout="nerfstudio").keys() == ["garden", "kitchen"]
+    assert open_dataset(tmp_path, "test").keys() == ["hall"]
+    assert open_dataset(tmp_path, layout="nerfstudio").keys() == ["garden", "hall", "kitchen"]
+    assert open_dataset(tmp_path, "test", layout="nerfstudio").scene("hall").num_frames == 3
+    (tmp_path / "test" / "hall" / "transforms.json").unlink()
+    with pytest.raises(LayoutError, match=r"no nerfstudio scenes found in split 'test'"):
+        open_dataset(tmp_path, "test", layout="nerfstudio")
+
+
 def test_fisheye_is_refused(tmp_path):
     write_transforms_scene(
         tmp_path / "fish" / "nerfstudio", trajectory(2), extra={"camera_model": "OPENCV_FISHEYE"}
     )
     with pytest.raises(SceneError, match="'fish'.*not a pinhole"):
         open_dataset(tmp_path).scene("fish")
+
+
+def test_an_empty_split_is_named(tmp_path):
+    write_split(tmp_path / "test", {"000000.torch": [chunk_scene("t", trajectory(3))]})
+    (tmp_path / "train").mkdir()
+    with pytest.raises(LayoutError, match=r"split 'train' of .* holds no scenes.*re10k layout otherwise"):
+        open_dataset(tmp_path, "train")
 
 
 def test_unrecognised_folder_lists_what_was_looked_for(tmp_path):

@@ -3,13 +3,11 @@ per-view activations kept, and the anchor count from a memory budget (small pres
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import replace
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
+from live_tensors import LiveTensorBytes
 
 from zpressor_ns.blocks.position import add_window_position
 from zpressor_ns.encoders import build_encoder, encoder_config
@@ -49,31 +47,6 @@ def assert_outputs_close(out, reference, rel: float = 1e-5) -> None:
         ours, expected = getattr(out, name), getattr(reference, name)
         scale = expected.abs().max().item()
         torch.testing.assert_close(ours, expected, rtol=0, atol=rel * scale, msg=name)
-
-
-class LiveTensorBytes(TorchDispatchMode):
-    """Bytes of the tensor storages created inside the mode that are still alive, and their peak."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = self.peak = 0
-        self._seen: set[int] = set()
-
-    def _release(self, key: int, size: int) -> None:
-        self.live -= size
-        self._seen.discard(key)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for tensor in tree_leaves(out):
-            if isinstance(tensor, torch.Tensor):
-                storage = tensor.untyped_storage()
-                if id(storage) not in self._seen:
-                    self._seen.add(id(storage))
-                    self.live += storage.nbytes()
-                    weakref.finalize(storage, self._release, id(storage), storage.nbytes())
-        self.peak = max(self.peak, self.live)
-        return out
 
 
 @pytest.fixture(scope="module")

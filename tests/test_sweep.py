@@ -37,12 +37,14 @@ def test_sweep_reports_oom_rows_and_keeps_going(trained_run, tmp_path, monkeypat
     assert [(row["views"], row["status"]) for row in rows] == [(6, "ok"), (8, "OOM"), (16, "missing index")]
     ok = rows[0]
     assert ok["scenes"] == 2 and ok["gaussians"] == 3 * 64 * 128
-    assert ok["paper"] is None  # the small preset on synthetic data: no published score
+    assert ok["paper"] is None  # the small preset on synthetic data: no published score, and why
+    assert f"the paper reports no {trained_run.method_name} configuration" in ok["paper_note"]
     assert len(ok["per_scene"]) == 2  # the scenes behind the means, for paired comparisons
     assert ok["psnr"] == pytest.approx(sum(s["psnr"] for s in ok["per_scene"].values()) / 2)
     assert ok["psnr"] > 0 and 0 < ok["ssim"] <= 1 and ok["encoder_ms"] > 0
     table = (tmp_path / "sweep.md").read_text()
-    assert "| 8 | zpressor-depthsplat-small | OOM |" in table
+    assert f"| 8 | {trained_run.method_name} | OOM |" in table
+    assert "No published score shown for:" in table
     assert (tmp_path / "sweep.png").stat().st_size > 0
 
 

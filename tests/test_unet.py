@@ -41,6 +41,8 @@ def conv3x3(c_in: int, c_out: int) -> int:
         ("depth_regressor", 6_895_872 - conv3x3(1152, 128) - 2 * 128 - conv3x3(128, 128)),
         # facts: Gaussian regressor 5,680,576 = conv 133->32 + GroupNorm(32) + UNet + conv 32->32.
         ("gaussian_regressor", 5_680_576 - conv3x3(133, 32) - 2 * 32 - conv3x3(32, 32)),
+        # facts: MVSplat's corr_refine_net 5,862,144 = conv 256->128 + GroupNorm(128) + UNet + conv 128->128.
+        ("cost_volume_refiner", 5_862_144 - conv3x3(256, 128) - 2 * 128 - conv3x3(128, 128)),
     ],
 )
 def test_paper_unets_have_the_original_parameter_counts(preset, expected):
@@ -66,6 +68,41 @@ def test_parameter_names_follow_the_official_layout():
     assert not any("emb_layers" in k for k in shapes)
 
 
+def test_post_norm_parameter_names_follow_mvsplats_layout():
+    # Post-norm (MVSplat): conv before norm in every block, the zero-initialised norm closing each branch.
+    unet = UNet(UNET_PRESETS["cost_volume_refiner"])
+    shapes = {k: tuple(v.shape) for k, v in unet.state_dict().items()}
+    assert shapes["input_blocks.1.0.in_layers.0.weight"] == (128, 128, 3, 3)
+    assert shapes["input_blocks.1.0.in_layers.1.weight"] == (128,)
+    assert shapes["input_blocks.1.0.out_layers.0.weight"] == (128, 128, 3, 3)
+    assert shapes["input_blocks.1.0.out_layers.1.bias"] == (128,)
+    assert shapes["output_blocks.0.0.skip_connection.weight"] == (128, 256, 1, 1)
+    assert shapes["out.0.weight"] == (128, 128, 3, 3) and shapes["out.1.weight"] == (128,)
+    assert not any(".in_layers.2." in k or ".out_layers.3." in k or k.startswith("out.2") for k in shapes)
+    assert torch.equal(unet.state_dict()["input_blocks.1.0.out_layers.1.weight"], torch.zeros(128))
+    assert torch.equal(unet.state_dict()["input_blocks.5.1.norm.weight"], torch.zeros(128))
+
+
+@pytest.mark.parametrize(
+    ("preset", "prefix"),
+    [
+        ("cost_volume_refiner", "encoder.depth_predictor.corr_refine_net.3."),
+        ("depth_refiner", "encoder.depth_predictor.refine_unet.3."),
+    ],
+)
+def test_post_norm_keys_and_shapes_equal_mvsplats_manifest(preset, prefix):
+    manifest = REF / "fixtures" / "mvsplat_official_keys.json"
+    if not manifest.exists():
+        pytest.skip(f"{manifest} not present (git-ignored, dumped locally from the original code)")
+    official = {
+        k[len(prefix) :]: tuple(v)
+        for k, v in json.loads(manifest.read_text())["zpressor-mvsplat"].items()
+        if k.startswith(prefix)
+    }
+    ours = {k: tuple(v.shape) for k, v in UNet(UNET_PRESETS[preset]).state_dict().items()}
+    assert ours == official
+
+
 @pytest.mark.parametrize("preset", sorted(OFFICIAL_PREFIX))
 def test_keys_and_shapes_equal_the_official_manifest(preset):
     manifest = REF / "official_keys_depthsplat_zp.json"
@@ -88,11 +125,31 @@ def test_a_fresh_unet_outputs_zero(preset):
     assert torch.equal(unet(x, num_views=2), torch.zeros_like(x))
 
 
-def test_fresh_residual_and_attention_blocks_are_the_identity():
+@pytest.mark.parametrize("post_norm", [False, True])
+def test_fresh_residual_and_attention_blocks_are_the_identity(post_norm):
     x = torch.randn(4, 32, 8, 8)
-    assert torch.equal(ResidualBlock(32, 32)(x), x)
-    assert torch.equal(CrossViewAttention(32, head_channels=16)(x, num_views=2), x)
-    assert ResidualBlock(64, 32)(torch.randn(2, 64, 8, 8)).shape == (2, 32, 8, 8)
+    assert torch.equal(ResidualBlock(32, 32, post_norm)(x), x)
+    assert torch.equal(CrossViewAttention(32, 16, post_norm)(x, num_views=2), x)
+    assert ResidualBlock(64, 32, post_norm)(torch.randn(2, 64, 8, 8)).shape == (2, 32, 8, 8)
+
+
+def test_post_norm_blocks_normalise_after_each_convolution():
+    """MVSplat's block: skip + SiLU(GN(conv(SiLU(GN(conv(x)))))), attention: x + GN(proj(attention(qkv(x))))."""
+    block = randomised(ResidualBlock(32, 32, post_norm=True))
+    x = torch.randn(2, 32, 8, 8)
+    with torch.no_grad():
+        conv_in, norm_in, _ = block.in_layers
+        conv_out, norm_out, _ = block.out_layers
+        hidden = F.silu(F.group_norm(conv_in(x), 8, norm_in.weight, norm_in.bias))
+        expected = x + F.silu(F.group_norm(conv_out(hidden), 8, norm_out.weight, norm_out.bias))
+        torch.testing.assert_close(block(x), expected)
+
+        attention = randomised(CrossViewAttention(32, 32, post_norm=True))
+        q, k, v = attention.qkv(x.flatten(2)).chunk(3, dim=1)  # one head, one view per scene
+        mixed = torch.softmax(q.transpose(1, 2) @ k / math.sqrt(32), dim=-1) @ v.transpose(1, 2)
+        projected = attention.proj_out(mixed.transpose(1, 2))
+        normed = F.group_norm(projected, 8, attention.norm.weight, attention.norm.bias)
+        torch.testing.assert_close(attention(x, num_views=1), x + normed.view_as(x))
 
 
 @pytest.mark.parametrize("preset", ["depth_regressor_small", "gaussian_regressor_small"])

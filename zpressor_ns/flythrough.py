@@ -70,17 +70,28 @@ def interpolate_poses(c2w: Float[Tensor, "view 4 4"], num_frames: int) -> Float[
 
 
 @torch.no_grad()
-def render_flythrough(pipeline, out: Path, num_frames: int = 48, chunk: int = 8) -> Path:
-    """Render the pipeline's display scene along its context cameras (in frame order); returns the GIF."""
+def render_flythrough(
+    pipeline,
+    gif: Path,
+    num_frames: int = 48,
+    *,
+    scene: str | None = None,
+    num_context: int | None = None,
+    frames_dir: Path | None = None,
+    frame_ms: int = 80,
+    chunk: int = 8,
+) -> Path:
+    """Render a scene of the pipeline's display split (default: its display scene) along its context
+    cameras in frame order, and write an animated GIF (and the frames as PNGs to ``frames_dir``)."""
     model, datamanager = pipeline.model, pipeline.datamanager
-    context = datamanager.display_context(datamanager.display_scene, datamanager.display_num_context)
+    scene = scene or datamanager.display_scene
+    context = datamanager.display_context(scene, num_context or datamanager.display_num_context)
     gaussians = model.set_display_scene(context)
     order = context["index"][0].argsort()
     c2w = interpolate_poses(context["c2w"][0][order].cpu(), num_frames).to(model.device)
     K = context["K"][0][order][:1].expand(num_frames, 3, 3)
     near, far = context["near"][0, 0], context["far"][0, 0]
     height, width = context["image"].shape[-2:]
-    out.mkdir(parents=True, exist_ok=True)
     frames = []
     for start in range(0, num_frames, chunk):
         stop = min(start + chunk, num_frames)
@@ -94,8 +105,10 @@ def render_flythrough(pipeline, out: Path, num_frames: int = 48, chunk: int = 8)
         for color in rendered.color[0]:
             array = (color.clamp(0, 1).permute(1, 2, 0) * 255).round().byte().cpu().numpy()
             frames.append(Image.fromarray(array))
-    for i, frame in enumerate(frames):
-        frame.save(out / f"frame_{i:04d}.png")
-    gif = out / "flythrough.gif"
-    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=80, loop=0)
+    if frames_dir is not None:
+        frames_dir.mkdir(parents=True, exist_ok=True)
+        for i, frame in enumerate(frames):
+            frame.save(frames_dir / f"frame_{i:04d}.png")
+    gif.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
     return gif

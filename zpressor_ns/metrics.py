@@ -162,10 +162,13 @@ def build_lpips(vgg16_weights: Path | None = None, purpose: str = "LPIPS") -> LP
 @cache
 def _warn_no_lpips(purpose: str) -> None:
     LOGGER.warning(
-        "%s disabled: no VGG16 weights on this machine (looked for $ZPRESSOR_VGG16 and %s). "
-        "Copy torchvision's %s there or pass its path; nothing is downloaded.",
+        "%s disabled: no VGG16 weights on this machine (looked for $ZPRESSOR_VGG16 and %s); nothing is "
+        "downloaded. To enable it, copy torchvision's %s (from https://download.pytorch.org/models/%s, "
+        "fetched on a machine with internet) to that path, or give its path in $ZPRESSOR_VGG16 or "
+        "--pipeline.model.vgg16-weights.",
         purpose,
         Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE,
+        VGG16_FILE,
         VGG16_FILE,
     )
 

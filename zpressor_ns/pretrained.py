@@ -45,6 +45,16 @@ class Conversion:
     def whole_model(self) -> bool:
         return self.kind in WHOLE_MODEL_KINDS
 
+    def coverage(self) -> str:
+        """One line: what the file provided of the encoder, and what of the file was not used."""
+        total = len(self.tensors) + len(self.missing)
+        line = f"{self.kind} file, {len(self.tensors)}/{total} encoder tensors loaded"
+        if self.missing:
+            line += f", {len(self.missing)} left as initialised"
+        if self.ignored:
+            line += f"; {len(self.ignored)} tensors of the file ignored (unused by the original too)"
+        return line
+
     def summary(self) -> str:
         lines = [
             f"kind: {self.kind}",

@@ -1,5 +1,6 @@
 """UniMatch's per-view CNN: a 7x7 stem and three residual stages, giving features at 1/2, 1/4 and 1/8.
 
+MVSplat keeps the last stage at stride 1 (``last_stride=1``), so its finest output is at 1/4, not 1/8.
 Instance normalisation (no affine parameters) makes every image's features independent of the batch,
 which is what lets the same weights see any number of context views.
 """
@@ -37,9 +38,14 @@ class ResidualBlock(nn.Module):
 
 
 class CNNEncoder(nn.Module):
-    """Stem (stride 2) + stages of two residual blocks (strides 1, 2, 2) + a 1x1 output projection."""
+    """Stem (stride 2) + stages of two residual blocks (strides 1, 2, ``last_stride``) + a 1x1 projection.
 
-    def __init__(self, stage_channels: Sequence[int] = (64, 96, 128), out_channels: int = 128) -> None:
+    ``last_stride`` 2 (DepthSplat) gives the last output at 1/8 of the image, 1 (MVSplat) at 1/4.
+    """
+
+    def __init__(
+        self, stage_channels: Sequence[int] = (64, 96, 128), out_channels: int = 128, last_stride: int = 2
+    ) -> None:
         super().__init__()
         c1, c2, c3 = stage_channels
         self.conv1 = nn.Conv2d(3, c1, 7, stride=2, padding=3, bias=False)
@@ -47,7 +53,7 @@ class CNNEncoder(nn.Module):
         self.relu1 = nn.ReLU(inplace=True)
         self.layer1 = self._stage(c1, c1, stride=1)
         self.layer2 = self._stage(c1, c2, stride=2)
-        self.layer3 = self._stage(c2, c3, stride=2)
+        self.layer3 = self._stage(c2, c3, stride=last_stride)
         self.conv2 = nn.Conv2d(c3, out_channels, 1)
         self.channels = (c1, c2, out_channels)
         for module in self.modules():
@@ -62,9 +68,9 @@ class CNNEncoder(nn.Module):
 
     def forward(
         self, images: Float[Tensor, "n 3 height width"]
-    ) -> tuple[Float[Tensor, "n c1 h2 w2"], Float[Tensor, "n c2 h4 w4"], Float[Tensor, "n c3 h8 w8"]]:
-        """Features at 1/2, 1/4 and 1/8 resolution (fine to coarse)."""
+    ) -> tuple[Float[Tensor, "n c1 h2 w2"], Float[Tensor, "n c2 h4 w4"], Float[Tensor, "n c3 hs ws"]]:
+        """Features at 1/2, 1/4 and 1/(4 ``last_stride``) resolution (fine to coarse)."""
         half = self.layer1(self.relu1(self.norm1(self.conv1(images))))
         quarter = self.layer2(half)
-        eighth = self.conv2(self.layer3(quarter))
-        return half, quarter, eighth
+        last = self.conv2(self.layer3(quarter))
+        return half, quarter, last

@@ -29,6 +29,21 @@ def nearest_views(c2w: Float[Tensor, "batch view 4 4"], count: int) -> Int64[Ten
     return order[..., :count][..., 1:]
 
 
+def all_other_views(
+    batch: int, views: int, cyclic: bool = False, device: torch.device | str | None = None
+) -> Int64[Tensor, "batch view neighbour"]:
+    """For each view, every other view: ascending (MVSplat's transformer) or cyclic, v+1, v+2, ... mod V
+    (MVSplat's cost volume, one neighbour per rotation of the views). The order fixes float rounding and
+    the transformer's shift-mask layout, so it follows the original's."""
+    view = torch.arange(views, device=device)
+    offsets = torch.arange(1, views, device=device)
+    if cyclic:
+        others = (view[:, None] + offsets[None, :]) % views
+    else:  # skip the view itself: v' < v stays, v' >= v moves up by one
+        others = offsets[None, :] - 1 + (offsets[None, :] - 1 >= view[:, None]).long()
+    return others.expand(batch, views, views - 1)
+
+
 def inverse_depth_candidates(
     near: Float[Tensor, "*batch"], far: Float[Tensor, "*batch"], count: int
 ) -> Float[Tensor, "*batch candidate"]:
@@ -98,8 +113,9 @@ def plane_sweep_cost_volume(
     the correlations with the four pixels around the sample. Those come from one matrix product per
     (view, neighbour), reference pixels x neighbour pixels, from which each candidate gathers its four
     taps: no warped [channel, candidate, h, w] volume is ever built (the original holds one per neighbour)
-    and the channel reduction is a matmul instead of a strided sum. Views go in chunks that keep the
-    scores and taps under ``CHUNK_BYTES``.
+    and the channel reduction is a matmul instead of a strided sum. Views, and for large maps or many
+    neighbours (MVSplat matches every view against all others) blocks of reference pixels, go in chunks
+    that keep scores and taps under ``CHUNK_BYTES``.
     """
     b, v, c, h, w = features.shape
     d, m, pixels = inverse_depths.shape[-1], neighbours.shape[-1], h * w
@@ -111,21 +127,30 @@ def plane_sweep_cost_volume(
         ref_to_neighbour = torch.linalg.inv(c2w[neighbour_index]) @ c2w[:, None]  # [n, m, 4, 4]
         depths = (1.0 / inverse_depths).reshape(n, 1, d).expand(n, m, d)
         pixel_k = intrinsics.reshape(n, 1, 3, 3).expand(n, m, 3, 3)
-    # Per view: scores (m x pixels^2 fp32) and taps (indices, weights, gathered scores; 4 per candidate).
-    per_view = m * pixels * 4 * (pixels + d * 4 * 4)
-    step = max(1, CHUNK_BYTES // per_view)
+    # Bytes per (view, neighbour, reference pixel): a row of scores, and per candidate its sample point,
+    # four tap indices, weights and gathered scores.
+    unit = 4 * pixels + d * (8 + 4 * (8 + 4 + 4))
+    views_per_chunk = max(1, CHUNK_BYTES // (unit * m * pixels))
+    block = pixels if views_per_chunk > 1 else max(1, min(pixels, CHUNK_BYTES // (unit * m)))
     costs = []
-    for start in range(0, n, step):
-        chunk = slice(start, start + step)
-        k = min(n, start + step) - start
+    for start in range(0, n, views_per_chunk):
+        chunk = slice(start, start + views_per_chunk)
+        k = min(n, start + views_per_chunk) - start
         with torch.no_grad():
             grid = _warp_grid(
                 pixel_k[chunk].reshape(-1, 3, 3), ref_to_neighbour[chunk].reshape(-1, 4, 4),
                 depths[chunk].reshape(-1, d), h, w,
-            )  # fmt: skip
-            # Taps ordered (view, neighbour, reference pixel, candidate, corner) to gather along score rows.
-            index, weights = (t.view(k, m, d, pixels, 4).transpose(2, 3) for t in _bilinear_taps(grid, h, w))
-        scores = flat[chunk].transpose(1, 2)[:, None] @ flat[neighbour_index[chunk]]  # [k, m, pixels, pixels]
-        sampled = scores.gather(-1, index.reshape(k, m, pixels, d * 4)).view(k, m, pixels, d, 4)
-        costs.append(((sampled * weights).sum(-1) / (c**0.5)).mean(1))  # [k, pixels, d]
+            ).view(k, m, d, pixels, 2)  # fmt: skip
+        reference = flat[chunk].transpose(1, 2)[:, None]  # [k, 1, pixels, c]
+        neighbour_maps = flat[neighbour_index[chunk]]  # [k, m, c, pixels]
+        parts = []
+        for first in range(0, pixels, block):
+            rows = slice(first, first + block)
+            with torch.no_grad():
+                # Taps ordered (view, neighbour, reference pixel, candidate, corner): gathered along score rows.
+                index, weights = _bilinear_taps(grid[:, :, :, rows].transpose(2, 3), h, w)
+            scores = reference[:, :, rows] @ neighbour_maps  # [k, m, rows, pixels]
+            sampled = scores.gather(-1, index.flatten(-2)).view(index.shape)
+            parts.append(((sampled * weights).sum(-1) / (c**0.5)).mean(1))  # [k, rows, d]
+        costs.append(torch.cat(parts, dim=1))
     return torch.cat(costs).transpose(1, 2).reshape(b, v, d, h, w)

@@ -1,14 +1,20 @@
-"""The UNet with cross-view attention used by DepthSplat's depth regressor and Gaussian regressor.
+"""The UNet with cross-view attention of DepthSplat's regressors and MVSplat's cost-volume and depth refiners.
 
-A diffusion-style UNet without timestep conditioning: pre-norm residual blocks (GroupNorm, SiLU, 3x3 conv),
+A diffusion-style UNet without timestep conditioning: residual blocks (GroupNorm, SiLU, 3x3 conv),
 strided-conv downsampling, nearest+conv upsampling, skip concatenation, and at chosen downsampling factors
 an attention block whose tokens are the pixels of *all views of a scene jointly*, which is how information
-flows between views. Every residual branch ends in a zero-initialised conv, so a fresh UNet outputs zero and
-each of its blocks starts as the identity.
+flows between views.
+
+Two normalisation layouts (``UNetConfig.post_norm``), both from the original code:
+- pre-norm (DepthSplat): norm -> SiLU -> conv in every block; each residual branch ends in a
+  zero-initialised conv, so a fresh UNet outputs zero and each of its blocks starts as the identity;
+- post-norm (MVSplat): conv -> norm -> SiLU; each residual branch ends in a zero-initialised GroupNorm
+  (attention: qkv -> attention -> proj_out -> norm), and the output is conv -> norm -> SiLU.
 
 Parameter names (``input_blocks.{i}.{j}.in_layers.2``, ``out_layers.3``, ``skip_connection``, ``op``, ``conv``,
-``qkv``, ``proj_out``, ``middle_block.{0,2}``, ``out.{0,2}``, ...) and shapes (1-d convs in attention) match the
-original DepthSplat checkpoints, so importing official weights needs no renaming inside the UNet.
+``qkv``, ``proj_out``, ``middle_block.{0,2}``, ``out.{0,2}``, ...; post-norm: ``in_layers.{0,1}``,
+``out_layers.{0,1}``, ``out.{0,1}``) and shapes (1-d convs in attention) match the original checkpoints, so
+importing official weights needs no renaming inside the UNet.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class UNetConfig:
     attention_resolutions: tuple[int, ...]
     num_res_blocks: int = 1
     head_channels: int = 32
+    post_norm: bool = False
+    """MVSplat's layout: normalise after each conv (see the module docstring); DepthSplat's is pre-norm."""
 
     def __post_init__(self) -> None:
         for width in self.attention_widths():
@@ -65,6 +73,23 @@ UNET_PRESETS: dict[str, UNetConfig] = {
     "gaussian_regressor_small": UNetConfig(
         channels=16, channel_mult=(1, 2, 4, 4, 4), attention_resolutions=(16,), head_channels=16
     ),
+    # MVSplat's cost-volume refiner at 1/4 resolution and its depth refiner at full resolution (post-norm).
+    "cost_volume_refiner": UNetConfig(
+        channels=128, channel_mult=(1, 1, 1), attention_resolutions=(4,), post_norm=True
+    ),
+    "depth_refiner": UNetConfig(
+        channels=32, channel_mult=(1, 1, 1, 1, 1), attention_resolutions=(16,), post_norm=True
+    ),
+    "cost_volume_refiner_small": UNetConfig(
+        channels=32, channel_mult=(1, 1, 1), attention_resolutions=(4,), post_norm=True
+    ),
+    "depth_refiner_small": UNetConfig(
+        channels=16,
+        channel_mult=(1, 1, 1, 1, 1),
+        attention_resolutions=(16,),
+        head_channels=16,
+        post_norm=True,
+    ),
 }
 
 
@@ -87,22 +112,20 @@ def _indexed(layers: dict[int, nn.Module]) -> OrderedDict[str, nn.Module]:
 
 
 class ResidualBlock(nn.Module):
-    """Pre-norm residual block; a 1x1 conv adapts the skip path when the width changes."""
+    """Residual block (pre- or post-norm); a 1x1 conv adapts the skip path when the width changes."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, post_norm: bool = False) -> None:
         super().__init__()
-        self.in_layers = nn.Sequential(
-            group_norm(in_channels), nn.SiLU(), nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        )
-        self.out_layers = nn.Sequential(
-            _indexed(
-                {
-                    0: group_norm(out_channels),
-                    1: nn.SiLU(),
-                    3: zero_init(nn.Conv2d(out_channels, out_channels, 3, padding=1)),
-                }
+        conv_in = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        conv_out = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        if post_norm:
+            self.in_layers = nn.Sequential(conv_in, group_norm(out_channels), nn.SiLU())
+            self.out_layers = nn.Sequential(conv_out, zero_init(group_norm(out_channels)), nn.SiLU())
+        else:
+            self.in_layers = nn.Sequential(group_norm(in_channels), nn.SiLU(), conv_in)
+            self.out_layers = nn.Sequential(
+                _indexed({0: group_norm(out_channels), 1: nn.SiLU(), 3: zero_init(conv_out)})
             )
-        )
         self.skip_connection = (
             nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
         )
@@ -140,18 +163,24 @@ class Upsample(nn.Module):
 
 
 class CrossViewAttention(nn.Module):
-    """Pre-norm multi-head self-attention over the pixels of all views of a scene at once.
+    """Multi-head self-attention over the pixels of all views of a scene at once (pre- or post-norm).
 
     The batch holds ``num_views`` consecutive views per scene, (scene, view) order. Quadratic in
     views x pixels, so it runs through SDPA (fused kernels on GPU, exact math on CPU).
     """
 
-    def __init__(self, channels: int, head_channels: int) -> None:
+    def __init__(self, channels: int, head_channels: int, post_norm: bool = False) -> None:
         super().__init__()
         self.num_heads = channels // head_channels
-        self.norm = group_norm(channels)
-        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
-        self.proj_out = zero_init(nn.Conv1d(channels, channels, 1))
+        self.post_norm = post_norm
+        if post_norm:
+            self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+            self.proj_out = nn.Conv1d(channels, channels, 1)
+            self.norm = zero_init(group_norm(channels))
+        else:
+            self.norm = group_norm(channels)
+            self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+            self.proj_out = zero_init(nn.Conv1d(channels, channels, 1))
 
     def forward(
         self, x: Float[Tensor, "batch_view channel height width"], num_views: int
@@ -160,12 +189,15 @@ class CrossViewAttention(nn.Module):
         batch, heads, tokens = batch_view // num_views, self.num_heads, height * width
         head_dim = channels // heads
         # The official qkv output channels are grouped per head: (head, q|k|v, head_dim).
-        qkv = self.qkv(self.norm(x).reshape(batch_view, channels, tokens))
+        normed = x if self.post_norm else self.norm(x)
+        qkv = self.qkv(normed.reshape(batch_view, channels, tokens))
         qkv = qkv.view(batch, num_views, heads, 3, head_dim, tokens)
         qkv = qkv.permute(3, 0, 2, 1, 5, 4).reshape(3, batch, heads, num_views * tokens, head_dim)
         out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
         out = out.view(batch, heads, num_views, tokens, head_dim).permute(0, 2, 1, 4, 3)
         out = self.proj_out(out.reshape(batch_view, channels, tokens))
+        if self.post_norm:
+            out = self.norm(out)
         return x + out.view(batch_view, channels, height, width)
 
 
@@ -191,7 +223,7 @@ class UNet(nn.Module):
 
         def maybe_attention(width: int, factor: int) -> list[nn.Module]:
             if factor in config.attention_resolutions:
-                return [CrossViewAttention(width, config.head_channels)]
+                return [CrossViewAttention(width, config.head_channels, config.post_norm)]
             return []
 
         self.input_blocks = nn.ModuleList([UNetStage(nn.Conv2d(base, base, 3, padding=1))])
@@ -199,7 +231,7 @@ class UNet(nn.Module):
         width, factor = base, 1
         for level, mult in enumerate(config.channel_mult):
             for _ in range(config.num_res_blocks):
-                block = [ResidualBlock(width, base * mult)]
+                block = [ResidualBlock(width, base * mult, config.post_norm)]
                 width = base * mult
                 block += maybe_attention(width, factor)
                 self.input_blocks.append(UNetStage(*block))
@@ -210,13 +242,18 @@ class UNet(nn.Module):
                 factor *= 2
 
         self.middle_block = UNetStage(
-            _indexed({0: ResidualBlock(width, width), 2: ResidualBlock(width, width)})
+            _indexed(
+                {
+                    0: ResidualBlock(width, width, config.post_norm),
+                    2: ResidualBlock(width, width, config.post_norm),
+                }
+            )
         )
 
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.channel_mult))):
             for i in range(config.num_res_blocks + 1):
-                block = [ResidualBlock(width + skip_widths.pop(), base * mult)]
+                block = [ResidualBlock(width + skip_widths.pop(), base * mult, config.post_norm)]
                 width = base * mult
                 block += maybe_attention(width, factor)
                 if level > 0 and i == config.num_res_blocks:
@@ -224,9 +261,12 @@ class UNet(nn.Module):
                     factor //= 2
                 self.output_blocks.append(UNetStage(*block))
 
-        self.out = nn.Sequential(
-            group_norm(width), nn.SiLU(), zero_init(nn.Conv2d(width, base, 3, padding=1))
-        )
+        if config.post_norm:
+            self.out = nn.Sequential(nn.Conv2d(width, base, 3, padding=1), group_norm(base), nn.SiLU())
+        else:
+            self.out = nn.Sequential(
+                group_norm(width), nn.SiLU(), zero_init(nn.Conv2d(width, base, 3, padding=1))
+            )
 
     def forward(
         self, x: Float[Tensor, "batch_view channel height width"], num_views: int
@@ -252,3 +292,27 @@ class UNet(nn.Module):
         for stage in self.output_blocks:
             h = stage(torch.cat((h, skips.pop()), dim=1), num_views)
         return self.out(h)
+
+
+class ConvUNetRegressor(nn.Module):
+    """Conv3x3 -> GroupNorm -> GELU -> cross-view UNet [-> Conv3x3]: how DepthSplat and MVSplat wrap a UNet.
+
+    ``out_channels`` None leaves out the last conv (MVSplat's depth refiner); ``norm_groups`` is 8 in
+    DepthSplat's regressors and MVSplat's cost-volume refiner, 4 in MVSplat's depth refiner.
+    """
+
+    def __init__(
+        self, in_channels: int, unet: UNetConfig, out_channels: int | None, norm_groups: int = 8
+    ) -> None:
+        super().__init__()
+        channels = unet.channels
+        self.proj_in = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.norm = nn.GroupNorm(norm_groups, channels)
+        self.unet = UNet(unet)
+        self.proj_out = None if out_channels is None else nn.Conv2d(channels, out_channels, 3, padding=1)
+
+    def forward(
+        self, x: Float[Tensor, "batch_view in_channel height width"], num_views: int
+    ) -> Float[Tensor, "batch_view out_channel height width"]:
+        x = self.unet(F.gelu(self.norm(self.proj_in(x))), num_views)
+        return x if self.proj_out is None else self.proj_out(x)

@@ -1,11 +1,4 @@
-"""``zpressor-ns demo``: the whole product on an embedded default, CPU only, in minutes.
-
-1. writes synthetic RE10K-style scenes (``make-synthetic``),
-2. trains the small ZPressor-DepthSplat on them with Nerfstudio's trainer (the same code path as
-   ``ns-train zpressor-depthsplat-small re10k``),
-3. scores it on the synthetic benchmark index exactly as ``ns-eval`` does (per-scene JSON, renders),
-4. renders a fly-through of one predicted test scene (frames + an animated GIF).
-"""
+"""``zpressor-ns demo``: the whole product on an embedded default, CPU only, in minutes."""
 
 from __future__ import annotations
 
@@ -14,7 +7,16 @@ import json
 from pathlib import Path
 
 HELP = "train, evaluate and render the small model on synthetic scenes (CPU, minutes)"
-DESCRIPTION = __doc__
+DESCRIPTION = """\
+Run the whole product on CPU in minutes:
+  1. write synthetic RE10K-style scenes (as make-synthetic does) under OUTPUT/data,
+  2. train the small ZPressor-DepthSplat on them with Nerfstudio's trainer (the code path of
+     ns-train zpressor-depthsplat-small re10k), the run under OUTPUT/runs,
+  3. score it on the synthetic benchmark index as ns-eval does (OUTPUT/eval.json, OUTPUT/renders),
+  4. render a fly-through of one predicted test scene (OUTPUT/flythrough/flythrough.gif).
+Scenes already written in OUTPUT/data are reused.
+"""
+EXAMPLE = "zpressor-ns demo --output demo_output --steps 300"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     print("[4/4] rendering a fly-through of", end=" ")
     _, pipeline, _, _ = eval_setup(config_path, test_mode="test")
     print(pipeline.datamanager.display_scene)
-    gif = render_flythrough(pipeline, out / "flythrough", num_frames=args.frames)
+    gif = render_flythrough(
+        pipeline, out / "flythrough" / "flythrough.gif", args.frames, frames_dir=out / "flythrough"
+    )
     print(
         f"done: run {config.get_base_dir()}, scores {out / 'eval.json'}, renders {out / 'renders'}, video {gif}"
     )

@@ -14,9 +14,11 @@ DESCRIPTION = """\
 Build the encoder of METHOD (without running it or allocating its weights) and print its parameter
 count, in total and per top-level module.
 
-With --json the output is exactly {"total_params": N, "modules": {name: N}}. The paper methods have
-116,072,834 (zpressor-depthsplat) and 114,587,522 (depthsplat) parameters, as the original code.
+With --json the output is exactly {"total_params": N, "modules": {name: N}}. The paper methods have the
+original code's counts: 116,072,834 (zpressor-depthsplat), 114,587,522 (depthsplat), 13,441,046
+(zpressor-mvsplat), 11,955,734 (mvsplat).
 """
+EXAMPLE = "zpressor-ns describe zpressor-depthsplat --json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

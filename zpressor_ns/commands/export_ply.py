@@ -1,16 +1,23 @@
-"""``zpressor-ns export``: predict any scene of a trained run and write it as a standard 3DGS .ply.
-
-``ns-export gaussian-splat`` writes the run's display scene; this picks the scene and the number of
-context views (chosen by the official index rule over the whole scene) and writes with a vectorised
-writer, so millions of Gaussians take seconds. SH are truncated to degree 3 for common viewers.
-"""
+"""``zpressor-ns export``: predict any scene of a trained run and write it as a standard 3DGS .ply."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from zpressor_ns.cli import CommandError
+from zpressor_ns.commands.runs import check_run_config, load_run
+
 HELP = "predict a scene of a trained run and write a standard 3DGS .ply"
+DESCRIPTION = """\
+Predict one scene of a trained run from its context views and write the Gaussians as a standard 3DGS
+.ply (positions, scales, rotations, opacities, SH truncated to degree 3 for common viewers).
+
+ns-export gaussian-splat writes the run's display scene; this command picks any scene of the run's
+display split and the number of context views (chosen over the whole scene by the official index
+rule), and writes with a vectorised writer, so millions of Gaussians take seconds.
+"""
+EXAMPLE = "zpressor-ns export --load-config outputs/re10k/zpressor-depthsplat/RUN/config.yml --views 24 --output scene.ply"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,16 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nerfstudio.utils.eval_utils import eval_setup
-
     from zpressor_ns.export import write_ply
 
-    _, pipeline, _, _ = eval_setup(args.load_config, test_mode="inference")
+    _, pipeline, _ = load_run(check_run_config(args.load_config), test_mode="inference")
     datamanager = pipeline.datamanager
     scene = args.scene or datamanager.display_scene
     if scene not in datamanager.display_scene_keys():
-        print(f"scene {scene!r} is not in the run's {datamanager.config.display_split} split")
-        return 2
+        raise CommandError(
+            f"scene {scene!r} is not in the run's {datamanager.config.display_split} split "
+            f"(e.g. {datamanager.display_scene_keys()[:3]})"
+        )
     context = datamanager.display_context(scene, args.views or datamanager.display_num_context)
     gaussians = pipeline.model.set_display_scene(context)
     report = write_ply(

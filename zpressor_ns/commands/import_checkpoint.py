@@ -19,7 +19,7 @@ from zpressor_ns.encoders.registry import (
 )
 from zpressor_ns.pretrained import convert_weights, kinds, read_weights_file
 
-HELP = "convert an official ZPressor checkpoint (any family) or an initialisation file"
+HELP = "convert an official ZPressor checkpoint or initialisation file"
 _INIT_FILES = "\n".join(
     f"  {family.name}: {init.kind}: {init.description}"
     for family in families().values()
@@ -39,6 +39,10 @@ Files are read without unpickling arbitrary objects.
 Exit status: 0 when every key of IN was used or knowingly ignored (and, for a whole model, every
 encoder parameter was provided); 1 otherwise, and nothing is written.
 """
+EXAMPLE = (
+    "zpressor-ns import-checkpoint depthsplat-dl3dv-zpressor-n50-256x448.ckpt converted.pt "
+    "--method zpressor-depthsplat"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="zpressor-depthsplat",
         help="target encoder",
     )
-    parser.add_argument("--preset", choices=PRESET_NAMES, default=None, help="model size")
+    parser.add_argument(
+        "--preset", choices=PRESET_NAMES, default=None, help="model size (default: the method's own)"
+    )
     all_kinds = sorted({kind for family in families().values() for kind in kinds(family)})
     parser.add_argument("--kind", choices=["auto", *all_kinds], default="auto", help="what IN is")
 

@@ -20,18 +20,28 @@ With --json the output is exactly
   {"scenes": [{"key", "num_frames", "height", "width", "frames": [{"index", "c2w", "K"}]}]}
 with every frame listed, c2w as 4x4 OpenCV camera-to-world and K as 3x3 normalised intrinsics.
 
-Exit status: 0 on success, 1 when some scenes could not be read (reported on stderr), 2 when no
-layout is recognised at PATH.
+Reading a scene checks its cameras and the header of its first frame. --check also reads the
+header of every frame and reports, on stderr, each frame that is not an image or differs in size
+from the scene's first frame (slower: every frame file is opened).
+
+Exit status: 0 on success, 1 when some scenes could not be read or (with --check) have bad frames
+(reported on stderr), 2 when no layout is recognised at PATH.
 """
+EXAMPLE = "zpressor-ns inspect /data/re10k --split test"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="dataset folder (or a transforms.json)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON with every camera")
     parser.add_argument("--layout", default="auto", choices=["auto", *LAYOUTS], help="skip detection")
-    parser.add_argument("--split", default=None, help="chunk layouts: train or test (default: both)")
+    parser.add_argument("--split", default=None, help="train or test (default: both)")
     parser.add_argument(
-        "--image-dir", default=None, help="image folder of transforms.json layouts (e.g. images_4)"
+        "--check", action="store_true", help="read every frame's header and report each bad frame"
+    )
+    parser.add_argument(
+        "--image-dir",
+        default=None,
+        help="image folder of transforms.json layouts, e.g. images_4 (default: DL3DV images_8, else as written)",
     )
 
 
@@ -82,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
             failures += 1
             print(f"zpressor-ns inspect: {error}", file=sys.stderr)
             continue
+        problems = scene.frame_problems() if args.check else []
+        for problem in problems:
+            print(f"zpressor-ns inspect: {problem}", file=sys.stderr)
+        failures += bool(problems)
         if args.json:
             records.append(scene_record(scene))
         else:

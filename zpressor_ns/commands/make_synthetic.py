@@ -27,6 +27,7 @@ datasets the original code could read:
 
 The same seed gives the same files. The default size takes seconds on a laptop CPU.
 """
+EXAMPLE = "zpressor-ns make-synthetic synthetic_data --layouts re10k --scenes-train 6"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"image height for every layout (default: {defaults.re10k_size[0]} "
         f"re10k, {defaults.dl3dv_size[0]} dl3dv); give --width too",
     )
-    parser.add_argument("--width", type=int, default=None, help="image width (with --height)")
+    parser.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="image width, with --height (default: each layout's, see --height)",
+    )
     parser.add_argument(
         "--layouts",
         nargs="+",

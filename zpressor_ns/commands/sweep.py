@@ -1,24 +1,29 @@
-"""``zpressor-ns sweep``: evaluate trained runs at several context-view counts (the paper's Tables 1/2).
-
-Each run (a Nerfstudio ``config.yml``) is scored on the index file for each view count, found in
-``--index-dir`` by the official naming ``<dataset>_ctx_<N>v_tgt_8v_*.json``; rows report PSNR / SSIM /
-LPIPS as ns-eval computes them, plus encoder and render time, peak GPU memory and Gaussians per scene.
-A view count that runs out of memory is reported as OOM and the sweep goes on. Writes sweep.json,
-sweep.md (the paper's table layout, deltas against the first run) and sweep.png. Runs of the paper
-configuration scored on the official DL3DV files at 256x448 also get the paper's Table 1 scores beside
-theirs (a table column, dashed lines in the plot), so a reproduction reads against them at a glance.
-
-Example (the paper's DL3DV table, ZPressor against the baseline):
-  zpressor-ns sweep --load-config runs/zp/config.yml runs/base/config.yml \\
-      --views 36 24 16 12 --index-dir ZPressor/depthsplat/assets/dl3dv_evaluation
-"""
+"""``zpressor-ns sweep``: evaluate trained runs at several context-view counts (the paper's Tables 1/2)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-HELP = "evaluate trained runs at several context-view counts"
+from zpressor_ns.commands.runs import check_run_config, load_run
+
+HELP = "evaluate trained runs at several context-view counts (paper Tables 1/2)"
+DESCRIPTION = """\
+Score each run (a Nerfstudio config.yml) on the evaluation index of each view count, found in
+--index-dir by the official naming <dataset>_ctx_<N>v_tgt_8v_*.json. Rows report PSNR / SSIM / LPIPS
+as ns-eval computes them, encoder and render time, peak GPU memory and Gaussians per scene; a view
+count that runs out of memory is reported as OOM and the sweep goes on. Writes OUTPUT/sweep.json,
+OUTPUT/sweep.md (the paper's table layout, deltas against the first run) and OUTPUT/sweep.png.
+
+The paper's published score is shown beside a row (a table column, a dashed line in the plot) only
+when the row was evaluated under the paper's protocol: a paper configuration, the paper's resolution,
+the official index file (checked by its content, not its name) and all of its scenes. Otherwise the
+table says why no published score is shown.
+"""
+EXAMPLE = (
+    "zpressor-ns sweep --load-config runs/zp/config.yml runs/base/config.yml --views 36 24 16 12 "
+    "--index-dir ZPressor/depthsplat/assets/dl3dv_evaluation"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--index-dir",
         type=Path,
         default=None,
-        help="folder of <dataset>_ctx_<N>v_tgt_8v_*.json files (default: the folder of the run's evaluation index)",
+        help="folder of <dataset>_ctx_<N>v_tgt_8v_*.json files "
+        "(default: the folder of the run's evaluation index)",
     )
     parser.add_argument(
         "--output", type=Path, default=Path("sweep_output"), help="folder for sweep.json/md/png"
@@ -38,13 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nerfstudio.utils.eval_utils import eval_setup
-
     from zpressor_ns.nerfstudio.sweep import sweep_pipeline, write_outputs
 
+    config_paths = [check_run_config(path) for path in args.load_config]  # all of them before any loading
     rows = []
-    for config_path in args.load_config:
-        config, pipeline, _, _ = eval_setup(config_path, test_mode="test")
+    for config_path in config_paths:
+        config, pipeline, _ = load_run(config_path, test_mode="test")
         index_dir = args.index_dir or default_index_dir(pipeline)
         print(f"{config.method_name}: view counts {args.views} from {index_dir}")
         rows += sweep_pipeline(pipeline, config.method_name, args.views, index_dir)
@@ -56,8 +61,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def default_index_dir(pipeline) -> Path:
+    """The folder of the run's evaluation index: the configured file's, else where the dataset's own are."""
+    from zpressor_ns.nerfstudio.datamanager import find_dataset_index
+
     datamanager = pipeline.datamanager
-    if datamanager.config.eval_index is not None:
-        return Path(datamanager.config.eval_index).parent
-    data = Path(datamanager.get_datapath())
+    config = datamanager.config
+    if config.eval_index is not None:
+        return Path(config.eval_index).parent
+    parser = datamanager.dataparser.config
+    views = config.eval_num_context_views or config.num_context_views
+    found = find_dataset_index(parser.data, parser.standard_index_name, views)
+    if found is not None:
+        return found.parent
+    data = Path(parser.data)
     return data / "evaluation" if (data / "evaluation").is_dir() else data

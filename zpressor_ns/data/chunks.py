@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,13 @@ import torch
 from torch import Tensor
 
 from zpressor_ns.cameras import CameraError, intrinsics_from_values, sanitise_c2w, to_homogeneous
-from zpressor_ns.data.scene import Scene, SceneError, read_image_size, read_json_file
+from zpressor_ns.data.scene import (
+    Scene,
+    SceneError,
+    encoded_frame_problem,
+    read_image_size,
+    read_json_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +61,7 @@ def load_chunk(path: Path) -> list[dict]:
                 raise
             # Files written in torch's legacy (pre-zip) format cannot be memory-mapped.
             chunk = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+    except Exception as error:  # a damaged pickle raises almost any type (KeyError, IndexError, ...)
         # torch's unpickling messages run to many lines and suggest weights_only=False: say it plainly.
         if isinstance(error, pickle.UnpicklingError):
             reason = "not a torch.save file holding only tensors, lists, dicts and strings"
@@ -91,10 +96,16 @@ def _index_by_scanning(split_dir: Path) -> dict[str, ChunkEntry]:
     )
     index = {}
     for chunk_path in sorted(split_dir.glob("*.torch")):
-        for item in load_chunk(chunk_path):
+        try:
+            items = load_chunk(chunk_path)
+        except SceneError as error:  # one damaged chunk loses its own scenes, not the dataset
+            logger.warning("leaving out the scenes of a chunk that cannot be indexed: %s", error)
+            continue
+        for item in items:
             key = item.get("key")
             if not isinstance(key, str):
-                raise SceneError(f"chunk {chunk_path} holds a scene without a string 'key'")
+                logger.warning("chunk %s holds a scene without a string 'key'; it is left out", chunk_path)
+                continue
             index[key] = ChunkEntry(chunk_path, key, None)
     return index
 
@@ -148,6 +159,11 @@ class ChunkReader:
                         f"{entry.chunk.parent}; read one split at a time (pass split=...)"
                     )
                 self._entries[key] = entry
+        if not self._entries:
+            raise SceneError(
+                f"no scenes in {', '.join(str(d) for d in split_dirs)}: index.json is empty or no chunk "
+                "could be read; re-download the chunks or regenerate index.json"
+            )
         # Grouped by chunk file, so walking the keys in order opens every chunk once.
         self._keys = sorted(self._entries, key=lambda k: (str(self._entries[k].chunk), k))
         self._cache: OrderedDict[Path, dict[str, dict]] = OrderedDict()
@@ -194,25 +210,47 @@ class ChunkReader:
                 f"scene {entry.stored_key!r} is listed in {entry.index_file} but chunk {entry.chunk} "
                 "does not contain it; regenerate index.json"
             )
-        return scene_from_chunk_item(key, item, entry.chunk)
+        try:
+            return scene_from_chunk_item(key, item, entry.chunk)
+        except SceneError:
+            raise
+        except Exception as error:  # content no check above foresaw: still this scene's fault
+            raise SceneError(
+                f"scene {key!r} in chunk {entry.chunk} is malformed ({type(error).__name__}: {error}); "
+                "re-convert the scene or remove it from index.json"
+            ) from error
 
 
 def scene_from_chunk_item(key: str, item: dict, chunk: Path) -> Scene:
     """Turn one stored scene dict into a :class:`Scene` (OpenCV c2w, normalised K), checking everything."""
     where = f"scene {key!r} in chunk {chunk}"
     cameras, images = item.get("cameras"), item.get("images")
-    if not isinstance(cameras, Tensor) or cameras.ndim != 2 or cameras.shape[-1] != 18:
-        shape = tuple(cameras.shape) if isinstance(cameras, Tensor) else type(cameras).__name__
+    if (
+        not isinstance(cameras, Tensor)
+        or cameras.ndim != 2
+        or cameras.shape[-1] != 18
+        or not cameras.is_floating_point()
+    ):
+        shape = (
+            f"{cameras.dtype} {tuple(cameras.shape)}"
+            if isinstance(cameras, Tensor)
+            else type(cameras).__name__
+        )
         raise SceneError(
-            f"{where}: 'cameras' must be a [frames, 18] tensor, got {shape}; re-convert the scene"
+            f"{where}: 'cameras' must be a floating-point [frames, 18] tensor, got {shape}; re-convert the scene"
         )
     if not isinstance(images, list | tuple):
         raise SceneError(f"{where}: 'images' must be a list of encoded images; re-convert the scene")
     timestamps = item.get("timestamps")
     if timestamps is None:
         timestamps = torch.arange(len(cameras))
-    if not isinstance(timestamps, Tensor) or timestamps.ndim != 1:
-        raise SceneError(f"{where}: 'timestamps' must be a 1-D tensor; re-convert the scene")
+    if (
+        not isinstance(timestamps, Tensor)
+        or timestamps.ndim != 1
+        or timestamps.dtype == torch.bool
+        or timestamps.is_complex()
+    ):
+        raise SceneError(f"{where}: 'timestamps' must be a 1-D tensor of numbers; re-convert the scene")
 
     num_frames = min(len(cameras), len(images), len(timestamps))
     if num_frames != len(cameras) or num_frames != len(images) or num_frames != len(timestamps):
@@ -248,6 +286,13 @@ def scene_from_chunk_item(key: str, item: dict, chunk: Path) -> Scene:
     except CameraError as error:
         raise SceneError(str(error)) from error
     frames = list(images[:num_frames])
+    bad_frames = [(i, problem) for i, frame in enumerate(frames) if (problem := encoded_frame_problem(frame))]
+    if bad_frames:
+        first, problem = bad_frames[0]
+        raise SceneError(
+            f"{where}: {len(bad_frames)} of {num_frames} frames are not encoded images (frame {first}: "
+            f"{problem}); re-convert the scene"
+        )
     height, width = read_image_size(frames[0], f"{where}, frame 0")
     return Scene(
         key=key,

@@ -35,7 +35,13 @@ from zpressor_ns.cameras import camera_centres
 from zpressor_ns.data.eval_index import EvaluationIndex, evaluation_views
 from zpressor_ns.data.samplers import BoundedSampler, SceneTooShort
 from zpressor_ns.data.scene import Scene, SceneError, SceneReader, field_of_view_deg
-from zpressor_ns.data.shims import ResizeMode, random_flip, rescale_example
+from zpressor_ns.data.shims import (
+    DECODE_HEADROOM,
+    ResizeMode,
+    decode_reduction,
+    random_flip,
+    rescale_example,
+)
 from zpressor_ns.types import Example, ViewSet
 
 logger = logging.getLogger(__name__)
@@ -67,6 +73,7 @@ class ExampleOptions:
     augment: bool = False  # random horizontal flip, training only
     resize_mode: ResizeMode = "bicubic"  # "pil_lanczos" reproduces the original's resampling
     max_fov_deg: float | None = None  # training skips scenes wider than this (the original uses 100)
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # transparent pixels become this colour
 
 
 class SharedStep:
@@ -113,6 +120,7 @@ class MultiSceneDataset(Dataset):
             raise SceneError("no scenes to draw examples from (empty dataset, or no scene is in the index)")
         self._keys = keys
         self._bad_keys: set[str] = set()
+        self._warned_large: set[str] = set()
 
     @property
     def training(self) -> bool:
@@ -178,6 +186,34 @@ class MultiSceneDataset(Dataset):
             key = usable[int(torch.randint(len(usable), (), generator=rng))]
         raise SceneError(f"none of the {len(self._keys)} training scenes is usable (see the warnings above)")
 
+    def first_usable_scene(self) -> str:
+        """The first training scene (in key order) that gives an example at the current step.
+
+        Run at start-up, so options no scene can satisfy (more context views than any scene has
+        frames) are one error before training instead of a failure in a worker. Scenes that fail
+        are skipped with a warning, as in training.
+        """
+        if not self.training:
+            raise ValueError("first_usable_scene applies to training datasets")
+        rng = torch.Generator().manual_seed(self._item_seed(0))
+        reasons = []
+        for key in self._keys:
+            if key in self._bad_keys:
+                continue
+            try:
+                self._training_example(key, rng)
+                return key
+            except SceneError as error:
+                self._bad_keys.add(key)
+                reasons.append(str(error))
+                logger.warning("skipping scene %r in training: %s", key, error)
+        raise SceneError(
+            f"none of the {len(self._keys)} training scenes gives a training example with "
+            f"{self.num_context} context and {self.num_target} target views, e.g.:\n  "
+            + "\n  ".join(reasons[:3])
+            + "\nLower the view counts or fix the data"
+        )
+
     def _item_seed(self, index: int) -> int:
         state = np.random.SeedSequence([self.seed, self.step.value, index]).generate_state(1, np.uint64)
         return int(state[0]) >> 1  # torch seeds are signed 64-bit
@@ -228,7 +264,21 @@ class MultiSceneDataset(Dataset):
         self, scene: Scene, context: list[int], target: list[int], flip_rng: torch.Generator | None
     ) -> Example:
         frames = sorted(set(context) | set(target))
-        images = scene.load_images(frames)
+        reduce = decode_reduction((scene.height, scene.width), self.options.image_shape)
+        if reduce > 1 and scene.key not in self._warned_large:
+            logger.warning(
+                "scene %r: frames are %dx%d, over %d times the %dx%d used; decoding them %d times smaller "
+                "(store downscaled frames to save decoding time)",
+                scene.key,
+                scene.width,
+                scene.height,
+                2 * DECODE_HEADROOM,
+                self.options.image_shape[1],
+                self.options.image_shape[0],
+                reduce,
+            )
+            self._warned_large.add(scene.key)
+        images = scene.load_images(frames, reduce=reduce, background=self.options.background)
         position = {frame: i for i, frame in enumerate(frames)}
 
         def view_set(indices: list[int]) -> ViewSet:

@@ -14,6 +14,8 @@ Scenes too short for the rule are left out.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -82,7 +84,21 @@ class EvaluationIndex(Mapping[str, IndexEntry]):
                 _frame_list(value.get("context"), "context", key, str(path)),
                 _frame_list(value.get("target"), "target", key, str(path)),
             )
+        if not entries:
+            raise SceneError(f"{path}: the evaluation index names no scene (all {num_null} entries are null)")
         return cls(entries, str(path), num_null)
+
+    @property
+    def fewest_context_views(self) -> tuple[str, int]:
+        """(scene, count) of the entry with the fewest context views (ZPressor needs at least K)."""
+        key = min(self.entries, key=lambda k: len(self.entries[k].context))
+        return key, len(self.entries[key].context)
+
+    def digest(self) -> str:
+        """SHA-256 of what the index selects (scene keys with their context and target frames), whatever
+        the file's formatting or key order: two indices evaluate the same views exactly when it agrees."""
+        content = {key: [list(e.context), list(e.target)] for key, e in sorted(self.entries.items())}
+        return hashlib.sha256(json.dumps(content, separators=(",", ":")).encode()).hexdigest()
 
     def __getitem__(self, key: str) -> IndexEntry:
         return self.entries[key]
@@ -108,9 +124,18 @@ class EvaluationIndex(Mapping[str, IndexEntry]):
         return list(entry.context), list(entry.target)
 
     def report_missing(self, available_keys: Iterable[str]) -> list[str]:
-        """Keys usable for evaluation (in the order given); logs once how many index scenes are absent."""
+        """Keys usable for evaluation (in the order given); logs once how many index scenes are absent.
+
+        Raises :class:`SceneError` when none of the index's scenes is in the data.
+        """
         available = list(available_keys)
         usable = [key for key in available if key in self.entries]
+        if not usable:
+            raise SceneError(
+                f"none of the {len(self.entries)} scenes of evaluation index {self.source} (e.g. "
+                f"{', '.join(list(self.entries)[:2])}) is in the data ({len(available)} scenes, e.g. "
+                f"{', '.join(available[:2]) or 'none'}); the index belongs to another dataset or split"
+            )
         present = set(usable)
         missing = [key for key in self.entries if key not in present]
         if missing and not self._reported_missing:
@@ -124,6 +149,31 @@ class EvaluationIndex(Mapping[str, IndexEntry]):
             )
             self._reported_missing = True
         return usable
+
+
+def checked_keys(index: EvaluationIndex, reader: SceneReader, keys: list[str], *, strict: bool) -> list[str]:
+    """The ``keys`` whose scene reads and has every frame the index asks of it.
+
+    Run before an evaluation, so a mismatched index is found before any scene is scored. Scenes that
+    do not fit are left out with a warning, unless ``strict`` (a benchmark, where the average must
+    cover the whole index) or none fits: then one :class:`SceneError` lists them.
+    """
+    problems: dict[str, str] = {}
+    for key in keys:
+        try:
+            index.views(key, reader.scene(key).num_frames)
+        except SceneError as error:
+            problems[key] = str(error)
+    if problems and (strict or len(problems) == len(keys)):
+        examples = "\n  ".join(list(problems.values())[:3])
+        raise SceneError(
+            f"evaluation index {index.source} does not fit {len(problems)} of the {len(keys)} scenes it "
+            f"shares with the data, e.g.:\n  {examples}\nUse the index made for this data and split, or "
+            "remove those scenes from it"
+        )
+    for key, problem in problems.items():
+        logger.warning("leaving scene %r out of evaluation: %s", key, problem)
+    return [key for key in keys if key not in problems]
 
 
 def evaluation_views(

@@ -8,8 +8,8 @@ Layouts:
   DL3DV-ALL subsets ``root/<N>K/<split>/`` are merged.
 - ``dl3dv``: raw DL3DV, ``root/<hash>/[nerfstudio/]transforms.json`` + ``images_8``/``images_4``,
   also nested as ``root/<N>K/<hash>/...`` (DL3DV-ALL-480P) or ``root/{train,test}/<hash>/...``.
-- ``nerfstudio``: one folder with ``transforms.json`` (one scene, e.g. a user's capture) or a folder
-  of such folders.
+- ``nerfstudio``: one folder with ``transforms.json`` (one scene, e.g. a user's capture), a folder
+  of such folders, or ``root/{train,test}/<scene>/transforms.json`` (``split`` picks the folder).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ _LOOKED_FOR = """\
   re10k / dl3dv-chunks: index.json or *.torch chunks in PATH, PATH/train, PATH/test or PATH/<subset>/<split>
   dl3dv: PATH/<scene>/nerfstudio/transforms.json, PATH/<N>K/<scene>/..., or scene folders holding
          transforms.json and only downscaled images (images_4/images_8)
-  nerfstudio: PATH/transforms.json or PATH/<scene>/transforms.json"""
+  nerfstudio: PATH/transforms.json, PATH/<scene>/transforms.json or PATH/<split>/<scene>/transforms.json"""
 
 
 class LayoutError(SceneError):
@@ -62,20 +62,21 @@ def open_dataset(
         return ChunkReader(split_dirs, strip_prefix=layout == "dl3dv-chunks", layout=layout)
     if layout == "dl3dv":
         return TransformsJsonReader(
-            _require(find_dl3dv_scenes(path, split), path, layout),
+            _require(find_dl3dv_scenes(path, split), path, layout, split),
             image_dir or DL3DV_DEFAULT_IMAGE_DIR,
             layout=layout,
         )
     if layout == "nerfstudio":
         return TransformsJsonReader(
-            _require(find_nerfstudio_scenes(path), path, layout), image_dir, layout=layout
+            _require(find_nerfstudio_scenes(path, split), path, layout, split), image_dir, layout=layout
         )
     raise LayoutError(f"unknown layout {layout!r}; choose one of auto, {', '.join(LAYOUTS)}")
 
 
-def _require(scenes: dict[str, Path], path: Path, layout: str) -> dict[str, Path]:
+def _require(scenes: dict[str, Path], path: Path, layout: str, split: str | None = None) -> dict[str, Path]:
     if not scenes:
-        raise LayoutError(f"no {layout} scenes found in {path}; looked for:\n{_LOOKED_FOR}")
+        where = f"split {split!r} of {path}" if split and (path / split).is_dir() else str(path)
+        raise LayoutError(f"no {layout} scenes found in {where}; looked for:\n{_LOOKED_FOR}")
     return scenes
 
 
@@ -92,8 +93,18 @@ def detect_layout(path: Path, split: str | None = None) -> str:
         return "dl3dv-chunks" if _looks_like_dl3dv_chunks(path, split_dirs) else "re10k"
     if find_dl3dv_scenes(path, split):
         return "dl3dv"
-    if find_nerfstudio_scenes(path):
+    if find_nerfstudio_scenes(path, split):
         return "nerfstudio"
+    if split is not None:
+        try:
+            other = detect_layout(path)
+        except LayoutError:
+            pass
+        else:
+            raise LayoutError(
+                f"split {split!r} of {path} holds no scenes, though the data is in the {other} layout "
+                f"otherwise; put the {split} scenes in {path / split}"
+            )
     raise LayoutError(f"no dataset layout recognised in {path}; looked for:\n{_LOOKED_FOR}")
 
 
@@ -137,10 +148,13 @@ def find_dl3dv_scenes(root: Path, split: str | None = None) -> dict[str, Path]:
         return {root.name: single}
     scenes: dict[str, Path] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        grouping = _DL3DV_SUBSET.fullmatch(folder.name) is not None or folder.name in _SPLITS
+        subset = _DL3DV_SUBSET.fullmatch(folder.name) is not None
+        grouping = subset or folder.name in _SPLITS
         candidates = sorted(p for p in folder.iterdir() if p.is_dir()) if grouping else [folder]
         for scene_dir in candidates:
-            json_path = _dl3dv_scene_json(scene_dir, strict=not grouping)
+            # Only the DL3DV-ALL subsets hold bare scene folders; elsewhere (train/ and test/ too,
+            # where Nerfstudio captures live) a scene must carry DL3DV's marks.
+            json_path = _dl3dv_scene_json(scene_dir, strict=not subset)
             if json_path is None:
                 continue
             if scene_dir.name in scenes:
@@ -152,14 +166,29 @@ def find_dl3dv_scenes(root: Path, split: str | None = None) -> dict[str, Path]:
     return scenes
 
 
-def find_nerfstudio_scenes(root: Path) -> dict[str, Path]:
-    """{scene key (folder name): transforms.json}: the folder itself, or its sub-folders."""
+def find_nerfstudio_scenes(root: Path, split: str | None = None) -> dict[str, Path]:
+    """{scene key (folder name): transforms.json}: the folder itself, or its sub-folders.
+
+    When ``root`` has ``train``/``test`` folders, scenes are looked for in them (``split`` picks one;
+    None merges both) and a split that is asked for but absent finds nothing.
+    """
     if root.is_file():
         return {root.resolve().parent.name: root} if root.name == "transforms.json" else {}
     if (root / "transforms.json").is_file():
         return {root.resolve().name: root / "transforms.json"}
     if not root.is_dir():
         return {}
+    if any((root / name).is_dir() for name in _SPLITS):
+        scenes: dict[str, Path] = {}
+        for name in [split] if split else _SPLITS:
+            for key, json_path in find_nerfstudio_scenes(root / name).items():
+                if key in scenes:
+                    raise LayoutError(
+                        f"scene {key!r} appears in both {scenes[key].parent.parent} and "
+                        f"{json_path.parent.parent}; read one split at a time"
+                    )
+                scenes[key] = json_path
+        return scenes
     return {
         folder.name: folder / "transforms.json"
         for folder in sorted(p for p in root.iterdir() if p.is_dir())

@@ -55,8 +55,10 @@ def farthest_point_order(points: Float[Tensor, "point 3"], count: int) -> list[i
     return order
 
 
-# DepthSplat's training settings (train.sh); ACID follows MVSplat's boundedv2_360 (no warm-up, since
-# its dataset-specific override file is never picked up by Hydra).
+# Datasets' presets are DepthSplat's training settings (train.sh); ACID follows MVSplat's boundedv2_360.
+# A method's own preset ("mvsplat": boundedv2_360, no warm-up, since its dataset-specific override file
+# is never picked up by Hydra) replaces the dataset's.
+_MVSPLAT = {"min_gap": 45, "max_gap": 192, "initial_min_gap": 25, "initial_max_gap": 45, "warm_up_steps": 0}
 _PRESETS: dict[str, dict] = {
     "re10k": {
         "min_gap": 50,
@@ -73,7 +75,8 @@ _PRESETS: dict[str, dict] = {
         "warm_up_steps": 10_000,
         "sort": True,
     },
-    "acid": {"min_gap": 45, "max_gap": 192, "initial_min_gap": 25, "initial_max_gap": 45, "warm_up_steps": 0},
+    "acid": _MVSPLAT,
+    "mvsplat": _MVSPLAT,
 }
 
 
@@ -106,7 +109,8 @@ class BoundedSampler:
 
     @classmethod
     def preset(cls, dataset: str, num_context: int = 12, num_target: int = 8) -> BoundedSampler:
-        """The original training settings for ``"re10k"``, ``"dl3dv"`` or ``"acid"``."""
+        """The original training settings of a dataset (``"re10k"``, ``"dl3dv"``, ``"acid"``) or a method
+        (``"mvsplat"``)."""
         if dataset not in _PRESETS:
             raise ValueError(f"no sampler preset for {dataset!r}; choose one of {sorted(_PRESETS)}")
         return cls(num_context=num_context, num_target=num_target, **_PRESETS[dataset])

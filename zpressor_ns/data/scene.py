@@ -18,8 +18,8 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int64
-from PIL import Image, UnidentifiedImageError
+from jaxtyping import Float, Int64, UInt8
+from PIL import Image
 from torch import Tensor
 
 
@@ -39,12 +39,22 @@ def _frame_bytes(frame: EncodedFrame, where: str) -> bytes:
             raise SceneError(
                 f"{where}: cannot read image file {frame} ({error}); restore the file"
             ) from error
-    if frame.dtype != torch.uint8 or frame.ndim != 1:
-        raise SceneError(
-            f"{where}: stored image must be a 1-D uint8 tensor of JPEG/PNG bytes, "
-            f"got {frame.dtype} {tuple(frame.shape)}; the chunk was not written in the RE10K layout"
-        )
+    problem = encoded_frame_problem(frame)
+    if problem:
+        raise SceneError(f"{where}: {problem}; the chunk was not written in the RE10K layout")
     return frame.numpy().tobytes()
+
+
+def encoded_frame_problem(frame: object) -> str | None:
+    """Why a stored chunk frame is not a 1-D uint8 tensor of encoded bytes (None when it is)."""
+    if not isinstance(frame, Tensor):
+        return f"stored image must be a 1-D uint8 tensor of JPEG/PNG bytes, got {type(frame).__name__}"
+    if frame.dtype != torch.uint8 or frame.ndim != 1:
+        return (
+            "stored image must be a 1-D uint8 tensor of JPEG/PNG bytes, "
+            f"got {frame.dtype} {tuple(frame.shape)} (decoded pixels?)"
+        )
+    return None
 
 
 def _open_image(data: bytes, where: str) -> Image.Image:
@@ -52,9 +62,15 @@ def _open_image(data: bytes, where: str) -> Image.Image:
         raise SceneError(f"{where}: the image is empty (0 bytes); re-download or re-extract it")
     try:
         return Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError) as error:
+    except Image.DecompressionBombError as error:
         raise SceneError(
-            f"{where}: not a readable JPEG/PNG image ({error}); re-download or re-extract it"
+            f"{where}: the image is too large to decode safely ({error}); store the frames downscaled "
+            "(e.g. a DL3DV images_4 folder, or ns-process-data --num-downscales)"
+        ) from error
+    except Exception as error:  # PIL raises many types on garbage input: all mean "not an image"
+        raise SceneError(
+            f"{where}: not a readable JPEG/PNG image ({type(error).__name__}: {error}); "
+            "re-download or re-extract it"
         ) from error
 
 
@@ -78,15 +94,105 @@ def read_image_size(frame: EncodedFrame, where: str) -> tuple[int, int]:
     return height, width
 
 
-def decode_image(frame: EncodedFrame, where: str) -> Float[Tensor, "3 height width"]:
-    """Decode one frame to float32 RGB in [0, 1] (uint8 levels divided by 255, as the original does)."""
+def reduced_size(height: int, width: int, reduce: int) -> tuple[int, int]:
+    """(height, width) of a frame decoded ``reduce`` times smaller (see :func:`decode_image`)."""
+    return max(1, round(height / reduce)), max(1, round(width / reduce))
+
+
+# PIL modes whose pixels are 16-bit integers (16-bit grayscale PNG/TIFF); "I" is 32-bit, which PIL
+# also uses for 16-bit PNGs, so its values are checked against the 16-bit range.
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_FLOAT_TOLERANCE = 1e-3  # float images may overshoot [0, 1] by rounding; more is a range mistake
+
+
+def _resamplable(image: Image.Image) -> Image.Image:
+    """The image in a mode PIL can resample without losing bit depth or transparency."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        return image.convert("I")
+    if image.mode in ("I", "F"):
+        return image
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        return image if image.mode == "RGBA" else image.convert("RGBA")
+    return image if image.mode in ("RGB", "L") else image.convert("RGB")
+
+
+def _rgb_pixels(
+    image: Image.Image, where: str, background: tuple[float, float, float]
+) -> Float[np.ndarray, "height width 3"] | UInt8[np.ndarray, "height width 3"]:
+    """Pixels of a :func:`_resamplable` image as RGB: uint8 for 8-bit images without transparency
+    (exactly as stored), float32 in [0, 1] otherwise.
+
+    High bit depths are scaled by their own range (16-bit by 65535, float taken as [0, 1]);
+    transparency is composited onto ``background`` as Nerfstudio's splatfacto does with its
+    background colour (``rgb * alpha + background * (1 - alpha)``).
+    """
+    if image.mode == "I":
+        levels = np.asarray(image).astype(np.float32)
+        if levels.min() < 0 or levels.max() > 65535:
+            raise SceneError(
+                f"{where}: 32-bit integer pixels outside the 16-bit range ({levels.min():.0f}..{levels.max():.0f}); "
+                "save the frames as 8- or 16-bit PNG/JPEG"
+            )
+        return np.repeat((levels / 65535.0)[..., None], 3, axis=-1)
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(values).all():
+            raise SceneError(
+                f"{where}: the float image has {int((~np.isfinite(values)).sum())} NaN or infinite pixels; "
+                "fix or re-export the frame"
+            )
+        if values.min() < -_FLOAT_TOLERANCE or values.max() > 1.0 + _FLOAT_TOLERANCE:
+            raise SceneError(
+                f"{where}: float pixels span {values.min():g}..{values.max():g}, expected [0, 1] "
+                "(an HDR or 0-255 float image); tone-map or scale it to [0, 1], or save it as 8-bit"
+            )
+        return np.repeat(values.clip(0.0, 1.0)[..., None], 3, axis=-1)
+    if image.mode == "RGBA":
+        rgba = np.asarray(image, dtype=np.float32) / 255.0
+        alpha = rgba[..., 3:]
+        return rgba[..., :3] * alpha + np.asarray(background, dtype=np.float32) * (1.0 - alpha)
+    return np.asarray(image.convert("RGB"))
+
+
+def decode_image(
+    frame: EncodedFrame,
+    where: str,
+    *,
+    expected_hw: tuple[int, int] | None = None,
+    reduce: int = 1,
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> Float[Tensor, "3 height width"]:
+    """Decode one frame to float32 RGB in [0, 1].
+
+    8-bit images give their levels divided by 255, as the original does; 16-bit and float images
+    and transparency are handled by :func:`_rgb_pixels`. ``expected_hw`` is checked from the header
+    before decoding. ``reduce`` > 1 box-filters the image to :func:`reduced_size` while decoding, so
+    a huge frame never exists as float pixels (the full extent maps onto the smaller image, so
+    normalised intrinsics stay exact).
+    """
     image = _open_image(_frame_bytes(frame, where), where)
+    width, height = image.size
+    if expected_hw is not None and (height, width) != tuple(expected_hw):
+        raise SceneError(
+            f"{where}: image is {width}x{height} (WxH) but the scene's frames are "
+            f"{expected_hw[1]}x{expected_hw[0]}; all frames of a scene must share one size"
+        )
     try:
         image.load()  # truncated or corrupt data surfaces here, not at open
-        rgb = np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as error:
-        raise SceneError(f"{where}: the image is corrupt ({error}); re-download or re-extract it") from error
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div(255)
+        image = _resamplable(image)  # the modes _rgb_pixels reads
+        if reduce > 1:
+            out_h, out_w = reduced_size(height, width, reduce)
+            image = image.resize((out_w, out_h), Image.Resampling.BOX)
+        pixels = _rgb_pixels(image, where, background)
+    except SceneError:
+        raise
+    except Exception as error:  # decoders raise many types on corrupt data: all mean "corrupt"
+        raise SceneError(
+            f"{where}: the image is corrupt ({type(error).__name__}: {error}); re-download or re-extract it"
+        ) from error
+    rgb = torch.from_numpy(np.array(pixels)).permute(2, 0, 1)  # a writable copy of PIL's buffer
+    return rgb.float().div(255) if pixels.dtype == np.uint8 else rgb.float()
 
 
 @dataclass
@@ -124,25 +230,54 @@ class Scene:
         where = f"scene {self.key!r} frame {index}"
         return f"{where} ({frame})" if isinstance(frame, Path) else f"{where} (in {self.source})"
 
-    def load_images(self, indices: Sequence[int]) -> Float[Tensor, "n 3 height width"]:
-        """Decode the given frames to float32 RGB in [0, 1]."""
+    def frame_problems(self) -> list[str]:
+        """What is wrong with each frame, read from its header alone (nothing is decoded): files that
+        are not images, and frames of another size than the scene's. Empty when all frames are fine."""
+        problems = []
+        for index, frame in enumerate(self.frames):
+            where = self.frame_name(index)
+            try:
+                height, width = read_image_size(frame, where)
+            except SceneError as error:
+                problems.append(str(error))
+                continue
+            if (height, width) != (self.height, self.width):
+                problems.append(
+                    f"{where}: image is {width}x{height} (WxH) but the scene's frames are "
+                    f"{self.width}x{self.height}; all frames of a scene must share one size"
+                )
+        return problems
+
+    def load_images(
+        self,
+        indices: Sequence[int],
+        *,
+        reduce: int = 1,
+        background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    ) -> Float[Tensor, "n 3 height width"]:
+        """Decode the given frames to float32 RGB in [0, 1] (see :func:`decode_image`).
+
+        ``reduce`` > 1 decodes every frame ``reduce`` times smaller (:func:`reduced_size`);
+        transparent pixels are composited onto ``background``.
+        """
         bad = [i for i in indices if not 0 <= i < self.num_frames]
         if bad:
             raise SceneError(
                 f"scene {self.key!r} ({self.source}) has {self.num_frames} frames; "
                 f"frame indices {bad[:10]} are out of range"
             )
-        images = []
-        for index in indices:
-            image = decode_image(self.frames[index], self.frame_name(index))
-            if tuple(image.shape[1:]) != (self.height, self.width):
-                raise SceneError(
-                    f"{self.frame_name(index)}: image is {image.shape[2]}x{image.shape[1]} (WxH) but the "
-                    f"scene's frames are {self.width}x{self.height}; all frames of a scene must share one size"
-                )
-            images.append(image)
+        images = [
+            decode_image(
+                self.frames[index],
+                self.frame_name(index),
+                expected_hw=(self.height, self.width),
+                reduce=reduce,
+                background=background,
+            )
+            for index in indices
+        ]
         if not images:
-            return torch.zeros(0, 3, self.height, self.width)
+            return torch.zeros(0, 3, *reduced_size(self.height, self.width, reduce))
         return torch.stack(images)
 
 

@@ -26,6 +26,20 @@ from zpressor_ns.types import Example, ViewSet
 
 ResizeMode = Literal["bicubic", "bilinear", "pil_lanczos"]
 
+# A frame decoded smaller (see decode_reduction) stays at least this many times the size it is
+# resized to, so the antialiased resize below still sees every detail it keeps.
+DECODE_HEADROOM = 2
+
+
+def decode_reduction(stored_hw: tuple[int, int], out_hw: tuple[int, int]) -> int:
+    """Integer factor by which frames of ``stored_hw`` may be decoded smaller before
+    :func:`rescale_and_crop` brings them to ``out_hw``: 1 (full size) unless they are at least
+    ``2 * DECODE_HEADROOM`` times larger than needed, so usual sizes (RE10K 360x640, DL3DV 540x960
+    to 256x448) decode exactly as before and only huge frames (e.g. 8000x8000) are reduced.
+    """
+    scale = max(out_hw[0] / stored_hw[0], out_hw[1] / stored_hw[1])
+    return max(1, int(1.0 / (scale * DECODE_HEADROOM)))
+
 
 def _resize_pil_lanczos(
     images: Float[Tensor, "n 3 h w"], size: tuple[int, int]
@@ -79,6 +93,20 @@ def rescale_and_crop(
         device=K.device,
     )
     return cropped, crop @ K
+
+
+def oriented_shape(shape: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[int, int]:
+    """``shape`` = (height, width) turned to the orientation of frames of size ``frame_hw``.
+
+    A landscape shape on portrait frames (or the reverse) would centre-crop a strip of a third of the
+    frame or less (64x128 of 1920x1080 portrait frames keeps 28% of their height); turned, the whole
+    frame is seen. Square shapes or frames keep ``shape``.
+    """
+    height, width = shape
+    frame_height, frame_width = frame_hw
+    if height == width or frame_height == frame_width or (height > width) == (frame_height > frame_width):
+        return height, width
+    return width, height
 
 
 def flip_views(views: ViewSet) -> ViewSet:

@@ -6,8 +6,10 @@ The file holds OpenGL camera-to-world matrices (``frames[i].transform_matrix``) 
 ``images_8``) needs no change as long as it keeps the aspect ratio. Blender-style files that give
 only ``camera_angle_x`` are accepted too (square pixels, centred principal point).
 
-Frames keep the order of the file. A frame's timestamp is the integer at the end of its file name
-(``frame_00012.png`` -> 12), as DL3DV's converter does, or its position when names carry no number.
+Frames keep the order of the file; frames whose image file is missing are left out with one
+warning per scene, as Nerfstudio's instant-ngp parser does. A frame's timestamp is the integer at
+the end of its file name (``frame_00012.png`` -> 12), as DL3DV's converter does, or its position
+when names carry no number.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import math
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,6 +38,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 PINHOLE_MODELS = {"PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "SIMPLE_RADIAL", "RADIAL"}
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
+ASPECT_TOLERANCE = 0.01  # relative difference of w/h ratios still taken as the same aspect
 
 
 class _FolderListing:
@@ -74,7 +78,11 @@ def _number(value: object, name: str, where: str) -> float:
 def _frame_intrinsics(
     meta: dict, frame: dict, image_hw: tuple[int, int], where: str
 ) -> tuple[float, float, float, float]:
-    """Normalised (fx, fy, cx, cy) of one frame; frame entries override the file's global ones."""
+    """Normalised (fx, fy, cx, cy) of one frame; frame entries override the file's global ones.
+
+    Normalised intrinsics survive a resize only if it keeps the aspect ratio of the frame's w x h,
+    so a w/h (global or the frame's own) of another aspect than the images is refused.
+    """
 
     def get(name: str) -> object:
         return frame.get(name, meta.get(name))
@@ -82,7 +90,17 @@ def _frame_intrinsics(
     width = _number(get("w"), "w", where) if get("w") is not None else float(image_hw[1])
     height = _number(get("h"), "h", where) if get("h") is not None else float(image_hw[0])
     if width <= 0 or height <= 0:
-        raise SceneError(f"{where}: image size w={width}, h={height} is not positive; fix transforms.json")
+        raise SceneError(
+            f"{where}: image size w={width:g}, h={height:g} is not positive; fix transforms.json"
+        )
+    disk_aspect = image_hw[1] / image_hw[0]
+    if abs(disk_aspect / (width / height) - 1) > ASPECT_TOLERANCE:
+        own = "this frame's" if "w" in frame or "h" in frame else "the file's"
+        raise SceneError(
+            f"{where}: images are {image_hw[1]}x{image_hw[0]} but {own} w x h in transforms.json is "
+            f"{width:g}x{height:g} (a different aspect ratio), so its intrinsics do not fit them; "
+            "use the matching image folder or fix w/h"
+        )
     if get("fl_x") is None and get("camera_angle_x") is not None:
         fx = 0.5 / math.tan(0.5 * _number(get("camera_angle_x"), "camera_angle_x", where))
         angle_y = get("camera_angle_y")
@@ -103,13 +121,23 @@ def _frame_intrinsics(
     return fl_x / width, fl_y / height, cx / width, cy / height
 
 
+@dataclass(frozen=True)
+class TransformsJsonScene:
+    """A scene read from transforms.json, and what the reader should warn about."""
+
+    scene: Scene
+    distorted: bool  # the file declares lens distortion (which the model ignores)
+    missing_images: list[Path]  # frames skipped because their image file does not exist
+
+
 def scene_from_transforms_json(json_path: Path, key: str, image_dir: str | None) -> Scene:
     """Read one scene; ``image_dir`` swaps the first folder of every ``file_path`` (None: as written)."""
-    return read_transforms_json(json_path, key, image_dir)[0]
+    return read_transforms_json(json_path, key, image_dir).scene
 
 
-def read_transforms_json(json_path: Path, key: str, image_dir: str | None) -> tuple[Scene, bool]:
-    """The scene, and whether the file declares lens distortion (which the model ignores)."""
+def read_transforms_json(json_path: Path, key: str, image_dir: str | None) -> TransformsJsonScene:
+    """The scene of one transforms.json; frames whose image is missing are left out (as Nerfstudio's
+    instant-ngp parser does), and the scene is refused only when none is left."""
     where = f"scene {key!r} ({json_path})"
     if not json_path.is_file():
         raise SceneError(f"{where}: transforms.json is missing; restore it or drop the scene")
@@ -132,43 +160,44 @@ def read_transforms_json(json_path: Path, key: str, image_dir: str | None) -> tu
         )
 
     listing = _FolderListing()
-    paths, missing = [], []
+    present: list[tuple[int, dict, Path]] = []
+    missing: list[Path] = []
     for number, frame in enumerate(frames):
         if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
             raise SceneError(f"{where}: frame {number} has no 'file_path'; fix transforms.json")
         wanted = _image_path(json_dir, frame["file_path"], image_dir)
         found = listing.find(wanted)
         if found is None:
-            missing.append(str(wanted))
-        paths.append(found)
-    if missing:
+            missing.append(wanted)
+        else:
+            present.append((number, frame, found))
+    if not present:
         raise SceneError(
-            f"{where}: {len(missing)} of {len(frames)} frame images are missing (e.g. {missing[0]}); "
+            f"{where}: none of the {len(frames)} frame images exists (e.g. {missing[0]}); "
             "re-download the scene or choose another image folder"
         )
-    image_hw = read_image_size(paths[0], f"{where} frame 0 ({paths[0]})")
+    first_number, _, first_path = present[0]
+    image_hw = read_image_size(first_path, f"{where} frame {first_number} ({first_path})")
 
     poses, intrinsics = [], []
-    for number, frame in enumerate(frames):
+    for number, frame, _ in present:
         frame_where = f"{where} frame {number}"
         matrix = frame.get("transform_matrix")
         try:
             pose = torch.tensor(matrix, dtype=torch.float64)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, RuntimeError) as error:
             raise SceneError(f"{frame_where}: 'transform_matrix' is not a 4x4 matrix ({error})") from error
         if tuple(pose.shape) not in ((4, 4), (3, 4)):
             raise SceneError(f"{frame_where}: 'transform_matrix' has shape {tuple(pose.shape)}, expected 4x4")
         poses.append(to_homogeneous(pose))
         intrinsics.append(_frame_intrinsics(meta, frame, image_hw, frame_where))
 
-    _check_aspect(meta, image_hw, where)
-
     try:
         c2w = sanitise_c2w(opengl_to_opencv_c2w(torch.stack(poses)), where)
     except CameraError as error:
         raise SceneError(str(error)) from error
     fx, fy, cx, cy = torch.tensor(intrinsics, dtype=torch.float64).unbind(-1)
-    names = [p.stem for p in paths]
+    names = [path.stem for _, _, path in present]
     numbers = [_TRAILING_NUMBER.search(name) for name in names]
     timestamps = [int(m.group(1)) for m in numbers] if all(numbers) else list(range(len(names)))
     distorted = any(abs(_number(meta.get(k, 0) or 0, k, where)) > 0 for k in DISTORTION_KEYS)
@@ -180,23 +209,25 @@ def read_transforms_json(json_path: Path, key: str, image_dir: str | None) -> tu
         height=image_hw[0],
         width=image_hw[1],
         source=str(json_path),
-        frames=paths,
+        frames=[path for _, _, path in present],
     )
-    return scene, distorted
+    return TransformsJsonScene(scene, distorted, missing)
 
 
-def _check_aspect(meta: dict, image_hw: tuple[int, int], where: str) -> None:
-    """Normalised intrinsics survive a resize only if it keeps the aspect ratio of w x h."""
-    if meta.get("w") is None or meta.get("h") is None:
+# Scenes whose distortion was reported: the notice is given once per process, where one dataset is opened by
+# several readers (display, training, evaluation).
+_DISTORTION_REPORTED: set[str] = set()
+
+
+def _report_distortion_once(source: str) -> None:
+    if _DISTORTION_REPORTED:
         return
-    json_aspect = float(meta["w"]) / float(meta["h"])
-    disk_aspect = image_hw[1] / image_hw[0]
-    if abs(disk_aspect / json_aspect - 1) > 0.01:
-        raise SceneError(
-            f"{where}: images are {image_hw[1]}x{image_hw[0]} but transforms.json describes "
-            f"{meta['w']}x{meta['h']} frames (a different aspect ratio), so its intrinsics do not fit "
-            "them; use the matching image folder or fix w/h"
-        )
+    _DISTORTION_REPORTED.add(source)
+    logger.warning(
+        "%s: lens distortion coefficients are ignored (the model assumes pinhole images); undistort the "
+        "images for best results (e.g. ns-process-data). Said once; other scenes may have them too.",
+        source,
+    )
 
 
 class TransformsJsonReader:
@@ -212,7 +243,7 @@ class TransformsJsonReader:
         self.cache_size = cache_size
         self._json_paths = dict(scenes)
         self._keys = sorted(scenes)
-        self._warned_distortion = False
+        self._warned_missing: set[str] = set()
         self._cache: OrderedDict[str, Scene] = OrderedDict()
 
     def __getstate__(self) -> dict:
@@ -231,14 +262,30 @@ class TransformsJsonReader:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        scene, distorted = read_transforms_json(self.source_of(key), key, self.image_dir)
-        if distorted and not self._warned_distortion:
+        json_path = self.source_of(key)
+        try:
+            reading = read_transforms_json(json_path, key, self.image_dir)
+        except SceneError:
+            raise
+        except Exception as error:  # content no check foresaw: still this scene's fault
+            raise SceneError(
+                f"scene {key!r} ({json_path}) is malformed ({type(error).__name__}: {error}); "
+                "fix its transforms.json or drop the scene"
+            ) from error
+        scene = reading.scene
+        if reading.distorted:
+            _report_distortion_once(scene.source)
+        if reading.missing_images and key not in self._warned_missing:
             logger.warning(
-                "%s: lens distortion coefficients are ignored (the model assumes pinhole images); "
-                "undistort the images for best results. Reported once per dataset.",
+                "scene %r (%s): %d of %d frame images are missing (e.g. %s); using the other %d frames",
+                key,
                 scene.source,
+                len(reading.missing_images),
+                len(reading.missing_images) + scene.num_frames,
+                reading.missing_images[0],
+                scene.num_frames,
             )
-            self._warned_distortion = True
+            self._warned_missing.add(key)
         self._cache[key] = scene
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)

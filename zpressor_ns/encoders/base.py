@@ -28,7 +28,7 @@ from jaxtyping import Float, Int64
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from zpressor_ns.encoders.memory import most_anchors_within
+from zpressor_ns.encoders.memory import MemoryEstimate, most_anchors_within
 from zpressor_ns.gaussians import Gaussians
 from zpressor_ns.zpressor import AttentionBackend, Clustering, FirstAnchor, ZPressor, gather_views
 
@@ -227,7 +227,7 @@ class FeedForwardEncoder(nn.Module):
     """Base of every family's encoder: input checks, the anchor count, the ZPressor stage.
 
     A family implements ``forward(images, c2w, intrinsics, near, far, num_anchors=None, deterministic=False)
-    -> EncoderOutput`` and, for ``num_anchors="auto"``, :meth:`estimate_peak_bytes`.
+    -> EncoderOutput`` and, for ``num_anchors="auto"``, :meth:`estimate_memory`.
     """
 
     config: EncoderConfig
@@ -311,9 +311,15 @@ class FeedForwardEncoder(nn.Module):
             setting=f" for {views} views of {height}x{width} (batch {batch})",
         )
 
+    def estimate_memory(
+        self, batch: int, views: int, height: int, width: int, anchors: int
+    ) -> MemoryEstimate:
+        """The family's memory model of one inference forward (``anchors`` = ``views`` without ZPressor)."""
+        raise NotImplementedError(f"{self.family_name} has no memory model for num_anchors='auto'")
+
     def estimate_peak_bytes(self, batch: int, views: int, height: int, width: int, anchors: int) -> float:
         """Modelled peak GPU bytes of one inference forward (weights included); used by ``"auto"``."""
-        raise NotImplementedError(f"{self.family_name} has no memory model for num_anchors='auto'")
+        return self.estimate_memory(batch, views, height, width, anchors).peak
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """Parameters the original trains at its lower "pretrained" learning rate (none by default)."""

@@ -1,10 +1,33 @@
-"""Choosing the anchor count for a memory budget from any family's peak-memory model."""
+"""Every family's peak-memory model has the same shape; choosing the anchor count for a memory budget.
+
+A family counts the tensor bytes of one inference forward in two phases (the views streaming through
+ZPressor, then the anchor stages); the larger one plus the weights and inputs is the peak.
+``ACTIVATION_SLACK`` covers what shapes do not show on a GPU (allocator rounding and fragmentation,
+cuDNN/cuBLAS workspaces); it is an allowance, not a measurement, until a GPU benchmark checks it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 BYTES_PER_GB = 1e9
+ACTIVATION_SLACK = 1.2
+FP32_BYTES = 4
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes: always-alive parts, and the two activation phases (the larger one sets the peak)."""
+
+    weights: float
+    inputs: float
+    view_phase: float
+    anchor_phase: float
+
+    @property
+    def peak(self) -> float:
+        return self.weights + self.inputs + ACTIVATION_SLACK * max(self.view_phase, self.anchor_phase)
 
 
 def most_anchors_within(

@@ -66,6 +66,16 @@ class TrainingRecipe:
     steps_per_save: int = 2_000
     steps_per_eval_image: int = 1_000
     batch_size: int = 1
+    near: float | None = None
+    """Depth range the original trains (and evaluates) with, when it is the method's own rather than the
+    dataset's (MVSplat: 1 / 100); None: the dataset's default."""
+    far: float | None = None
+    view_sampler: str | None = None
+    """The original's training view-sampler preset when it is the method's own (``zpressor_ns.data.samplers``,
+    e.g. "mvsplat"); None: the dataset's."""
+    eval_num_context_views: int | None = None
+    """Context views of ``ns-eval``'s default index when the original's test scripts use another count than
+    training (MVSplat's test_re10k.py: 36); None: the training count."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,10 @@ class PaperTable:
     """Scenes the paper averaged over (None: the whole index file)."""
     scores: Mapping[tuple[str, int], tuple[float, float, float]]
     """(method, context views) -> (PSNR, SSIM, LPIPS)."""
+    index_digests: Mapping[int, str] = field(default_factory=dict)
+    """Context views -> ``EvaluationIndex.digest()`` of the official index file the paper evaluated, so a
+    file is recognised by its content, never by its name (empty: only the name and scene count are checked).
+    The official files are not shipped; their digests identify them."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +134,9 @@ class EncoderFamily:
 def _families() -> tuple[EncoderFamily, ...]:
     # Imported here so that importing the registry's types never imports every family.
     from zpressor_ns.encoders.depthsplat import FAMILY as DEPTHSPLAT
+    from zpressor_ns.encoders.mvsplat import FAMILY as MVSPLAT
 
-    return (DEPTHSPLAT,)
+    return (DEPTHSPLAT, MVSPLAT)
 
 
 _FAMILIES: dict[str, EncoderFamily] | None = None

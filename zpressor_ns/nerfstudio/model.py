@@ -21,6 +21,7 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.data.scene_box import OrientedBox
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.models.splatfacto import SplatfactoModel
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor, nn
 
 from zpressor_ns import losses, metrics
@@ -61,8 +62,9 @@ class FeedForwardModelConfig(ModelConfig):
     checkpoint_view_chunks: bool = False
     """Recompute each view chunk's CNN in backward (training with many views on little memory)."""
     pretrained: Path | None = None
-    """Official weights to start from: a published ZPressor/DepthSplat checkpoint, Depth Anything V2 or
-    UniMatch GMFlow weights (local file; converted on load, every key accounted for)."""
+    """Official weights to start from: a published ZPressor checkpoint of the method's family, or a file the
+    original initialises from (DepthSplat: Depth Anything V2, UniMatch GMFlow; MVSplat: UniMatch GMDepth);
+    a local file, converted on load, every key accounted for."""
     lpips_weight: float = 0.05
     """Weight of the LPIPS (VGG) term of the image loss."""
     ib_weight: float = 1e-5
@@ -109,11 +111,9 @@ class FeedForwardSplatModel(SplatfactoModel):
             from zpressor_ns.pretrained import load_pretrained
 
             report = load_pretrained(self.encoder, self.config.pretrained)
-            LOGGER.info("loaded pretrained weights from %s\n%s", self.config.pretrained, report.summary())
-        # LPIPS is a fixed metric network: kept out of the module tree so it is neither trained nor saved.
-        self.__dict__["lpips"] = metrics.build_lpips(
-            self.config.vgg16_weights, purpose="LPIPS loss and metric"
-        )
+            # On the console at start-up (Nerfstudio's next line may say "training from scratch", which
+            # refers to its own checkpoints only).
+            CONSOLE.print(f"Encoder weights from {self.config.pretrained}: {report.coverage()}", markup=False)
         self.background_color = torch.tensor(self.config.background_color)
         self.crop_box: OrientedBox | None = None
         self.step = 0
@@ -176,8 +176,8 @@ class FeedForwardSplatModel(SplatfactoModel):
         self, prediction: Tensor, target: Tensor, prefix: str, weight: float
     ) -> dict[str, Tensor]:
         terms = {f"{prefix}mse": weight * losses.mse_loss(prediction, target)}
-        lpips = self._lpips()
-        if lpips is not None and self.config.lpips_weight > 0:
+        lpips = self._lpips() if self.config.lpips_weight > 0 else None
+        if lpips is not None:
             terms[f"{prefix}lpips"] = weight * self.config.lpips_weight * lpips(prediction, target).mean()
         return terms
 
@@ -224,7 +224,14 @@ class FeedForwardSplatModel(SplatfactoModel):
         return scores, images
 
     def _lpips(self) -> metrics.LPIPS | None:
-        lpips = self.__dict__.get("lpips")
+        """LPIPS-VGG, built on first use (the viewer, export and fly-throughs never need it, so they never
+        mention it); None without local VGG16 weights, said once. A fixed metric network: kept out of the
+        module tree, so it is neither trained nor saved."""
+        if "lpips" not in self.__dict__:
+            self.__dict__["lpips"] = metrics.build_lpips(
+                self.config.vgg16_weights, purpose="LPIPS loss and metric"
+            )
+        lpips = self.__dict__["lpips"]
         if lpips is not None and next(lpips.parameters()).device != self.device:
             lpips.to(self.device)
         return lpips

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 import typing
 from dataclasses import dataclass, field
@@ -28,10 +29,22 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from zpressor_ns.data.dataset import MultiSceneDataset
+from zpressor_ns.data.eval_index import EvaluationIndex
 from zpressor_ns.data.scene import SceneError
 from zpressor_ns.metrics import mean_and_std
-from zpressor_ns.nerfstudio.datamanager import FeedForwardDataManager, FeedForwardDataManagerConfig
+from zpressor_ns.nerfstudio.datamanager import (
+    FeedForwardDataManager,
+    FeedForwardDataManagerConfig,
+    UserError,
+    scene_error_message,
+)
 from zpressor_ns.nerfstudio.model import FeedForwardModelConfig, FeedForwardSplatModel
+from zpressor_ns.nerfstudio.viewer_cameras import (
+    ViewerPose,
+    context_camera_pose,
+    draw_context_cameras,
+    move_client_camera,
+)
 
 LOGGER = logging.getLogger(__name__)
 MAX_SCENE_CHOICES = 300
@@ -66,7 +79,11 @@ class FeedForwardPipeline(Pipeline):
         self.test_mode = test_mode
         self.world_size = world_size
         self.datamanager = config.datamanager.setup(
-            device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank
+            device=device,
+            test_mode=test_mode,
+            world_size=world_size,
+            local_rank=local_rank,
+            background_color=config.model.background_color,
         )
         self.datamanager.to(device)
         dataset = self.datamanager.train_dataset
@@ -78,6 +95,7 @@ class FeedForwardPipeline(Pipeline):
             grad_scaler=grad_scaler,
         )
         self.model.to(device)
+        self._check_anchors_fit(self.datamanager.eval_data if test_mode == "val" else None)
         if world_size > 1:
             self._model = typing.cast(
                 Model,
@@ -87,7 +105,8 @@ class FeedForwardPipeline(Pipeline):
             )
             dist.barrier(device_ids=[local_rank])
         # Viewer controls (installed by Nerfstudio's viewer under "Custom Elements").
-        self.viewer_control = _ViewerHook(on_ready=self._draw_display_cameras)
+        self.viewer_control = _ViewerHook(on_ready=self._on_viewer_ready)
+        self._loaded_step = 0
         # A dropdown of thousands of test scenes is unusable: offer the first few hundred (and the shown one).
         scenes = self.datamanager.display_scene_keys()[:MAX_SCENE_CHOICES]
         if self.datamanager.display_scene not in scenes:
@@ -110,6 +129,28 @@ class FeedForwardPipeline(Pipeline):
     @property
     def model(self) -> FeedForwardSplatModel:
         return typing.cast(FeedForwardSplatModel, super().model)
+
+    def _check_anchors_fit(self, evaluation: MultiSceneDataset | None) -> None:
+        """ZPressor keeps K anchors of the context views: every view count the run uses must be >= K."""
+        anchors = self.model.config.num_anchors or self.model.encoder.config.num_anchors
+        if self.model.encoder.zpressor is None or anchors == "auto":
+            return
+        datamanager = self.datamanager.config
+        counts = [
+            ("num-context-views", datamanager.num_context_views),
+            ("display-num-context-views", self.datamanager.display_num_context),
+        ]
+        if evaluation is not None and isinstance(evaluation.views, EvaluationIndex):
+            key, count = evaluation.views.fewest_context_views
+            counts.append(
+                (f"context views of scene {key!r} in the evaluation index {evaluation.views.source}", count)
+            )
+        for name, count in counts:
+            if count < anchors:
+                raise UserError(
+                    f"{name} is {count}, fewer than the {anchors} ZPressor anchors the model keeps; "
+                    "give at least as many context views as anchors, or lower --pipeline.model.num-anchors"
+                )
 
     # ---- training ----------------------------------------------------------------------------
     def get_train_loss_dict(self, step: int):
@@ -148,7 +189,11 @@ class FeedForwardPipeline(Pipeline):
         """Score every scene of the evaluation index: per-target metrics, averaged per scene, then over
         scenes (the original's protocol). Writes per-scene JSON and renders when ``output_path`` is given."""
         self.eval()
-        per_scene = self.evaluate_scenes(output_path)
+        self._check_anchors_fit(self.datamanager.eval_data)  # before anything is scored or written
+        try:
+            per_scene = self.evaluate_scenes(output_path)
+        except SceneError as error:  # a frame that does not decode: the benchmark cannot cover the index
+            raise UserError(f"evaluation stopped: {scene_error_message(error)}") from None
         if not per_scene:
             raise RuntimeError("the evaluation index selected no scene of the data: nothing to score")
         results: dict[str, float] = {}
@@ -223,25 +268,60 @@ class FeedForwardPipeline(Pipeline):
                 "checkpoint does not match this model (method/preset differ?): " + str(error).splitlines()[0]
             ) from error
         self.model.update_to_step(step)
+        self._loaded_step = step
         self.refresh_display()
 
     def refresh_display(self, step: int | None = None) -> None:
         """Predict the displayed scene from its context views and draw its anchor cameras."""
-        self._display_context = self.datamanager.display_context(
-            self.scene_dropdown.value, int(self.context_slider.value)
-        )
+        key = self.scene_dropdown.value
+        self._display_context = self.datamanager.display_context(key, int(self.context_slider.value))
         self.model.set_display_scene(self._display_context)
+        self._display_key = key
         self._draw_display_cameras()
 
     def _on_display_change(self) -> None:
-        """Viewer callback: predict the chosen scene with the chosen number of context views."""
+        """Viewer callback: predict the chosen scene with the chosen number of context views (a new
+        scene also moves the browsers' cameras to its first context camera)."""
         viewer = getattr(self.viewer_control, "viewer", None)
         lock = getattr(viewer, "train_lock", None) or contextlib.nullcontext()
+        shown = self._display_key
         with lock:
             try:
                 self.refresh_display()
             except SceneError as error:  # e.g. more context views than the scene has frames
                 LOGGER.warning("cannot display %s: %s", self.scene_dropdown.value, error)
+                return
+        server = getattr(self.viewer_control, "viser_server", None)
+        if server is not None and self._display_key != shown:
+            for client in server.get_clients().values():
+                move_client_camera(client, self._start_pose())
+
+    def _on_viewer_ready(self, viewer) -> None:
+        """Once Nerfstudio's viewer is up: draw the context cameras and start every browser at the scene.
+
+        Without a trainer (ns-viewer, ``zpressor-ns view``) the session only views a finished run: show
+        the run's step and no pause/resume buttons, which would do nothing.
+        """
+        if viewer.trainer is None:
+            viewer.pause_train.visible = False
+            viewer.resume_train.visible = False
+            viewer.update_step(self._loaded_step)
+        viewer.viser_server.on_client_connect(self._start_client_at_scene)
+        self._draw_display_cameras()
+
+    def _start_pose(self) -> ViewerPose:
+        return context_camera_pose(self._display_context, self.model.display_gaussians.means)
+
+    def _start_client_at_scene(self, client) -> None:
+        """Move a new browser's camera to the display scene's first context camera once it reports its own."""
+        started = threading.Event()
+
+        def on_first_update(_) -> None:
+            if not started.is_set():
+                started.set()
+                move_client_camera(client, self._start_pose())
+
+        client.camera.on_update(on_first_update)
 
     def _draw_display_cameras(self) -> None:
         """Anchor and support frustums of the displayed scene (once the viewer is up)."""
@@ -249,8 +329,6 @@ class FeedForwardPipeline(Pipeline):
         gaussians = self.model.display_gaussians
         if server is None or gaussians is None:
             return
-        from zpressor_ns.nerfstudio.viewer_cameras import draw_context_cameras
-
         self._camera_handles = draw_context_cameras(
             server, self._display_context, gaussians.anchors, self._camera_handles
         )
@@ -301,4 +379,4 @@ class _ViewerHook(ViewerControl):
 
     def _setup(self, viewer) -> None:
         super()._setup(viewer)
-        self._on_ready()
+        self._on_ready(viewer)

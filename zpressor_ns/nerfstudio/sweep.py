@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from zpressor_ns.data.eval_index import EvaluationIndex
-from zpressor_ns.paper_reference import paper_score
+from zpressor_ns.paper_reference import compare_with_paper
 
 METRICS = ("psnr", "ssim", "lpips")
 
@@ -37,7 +37,8 @@ class SweepRow:
     peak_mib: float | None = None
     gaussians: int | None = None
     per_scene: dict[str, dict[str, float]] = field(default_factory=dict)  # scene -> its scores and timings
-    paper: dict[str, float | str] | None = None  # the published score under this protocol, if any
+    paper: dict[str, float | str] | None = None  # the published score, when evaluated under its protocol
+    paper_note: str = ""  # otherwise: why no published score is shown
 
 
 def find_index_file(folder: Path, views: int) -> Path | None:
@@ -59,19 +60,21 @@ def sweep_pipeline(
     """Rows of one trained pipeline (``FeedForwardPipeline``) over the given view counts."""
     rows = []
     device = torch.device(pipeline.device)
-    image_shape = tuple(pipeline.datamanager.config.image_shape)
+    image_shape = tuple(pipeline.datamanager.image_shape)
     for count in views:
         path = find_index_file(index_dir, count)
         if path is None:
             rows.append(SweepRow(method, count, "", "missing index"))
             continue
-        reference = paper_score(method, count, path, image_shape)
-        row = SweepRow(method, count, str(path), "ok", paper=None if reference is None else asdict(reference))
+        index = EvaluationIndex.load(path)
+        dataset = pipeline.datamanager.evaluation_dataset(index)
+        reference = compare_with_paper(method, count, path, index, image_shape, dataset.keys())
+        row = SweepRow(method, count, str(path), "ok", paper_note=reference.reason)
+        row.paper = None if reference.score is None else asdict(reference.score)
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         try:
-            dataset = pipeline.datamanager.evaluation_dataset(EvaluationIndex.load(path))
             pipeline.eval()
             per_scene = pipeline.evaluate_scenes(dataset=dataset, progress=progress, timed=True)
         except Exception as error:  # noqa: BLE001 - only out-of-memory is turned into a row
@@ -111,7 +114,8 @@ def _paper_cell(row: SweepRow) -> str:
 def markdown_table(rows: list[SweepRow]) -> str:
     """The paper's layout: view counts from most to fewest, one line per method, deltas to the first.
 
-    Where the paper published a score under the same protocol, a last column shows it.
+    Where a row was evaluated under the protocol of a published score, a last column shows it; below the
+    table, notes say why the other rows have none.
     """
     with_paper = any(row.paper is not None for row in rows)
     header = "| Views | Method | PSNR | SSIM | LPIPS | Encoder (ms) | Render (ms) | Peak (MiB) | Gaussians |"
@@ -141,6 +145,13 @@ def markdown_table(rows: list[SweepRow]) -> str:
                 f"| {count} | {row.method} | {' | '.join(cells)} | {_cell(row.encoder_ms, 1)} | "
                 f"{_cell(row.render_ms, 1)} | {_cell(row.peak_mib, 0)} | {_cell(row.gaussians, 0)} |" + paper
             )
+    notes: dict[str, list[str]] = {}
+    for row in rows:
+        if row.paper is None and row.paper_note:
+            notes.setdefault(row.paper_note, []).append(f"{row.method} at {row.views} views")
+    if notes:
+        lines += ["", "No published score shown for:"]
+        lines += [f"- {', '.join(where)}: {note}" for note, where in notes.items()]
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""Draw the displayed scene's context cameras in the Nerfstudio viewer, anchors apart from supports.
+"""The displayed scene in the Nerfstudio viewer: its context cameras, anchors apart from supports, and
+where the browser's camera starts.
 
 Nerfstudio draws the display dataset's cameras with thumbnails; these extra frustums colour the ZPressor
 anchors (orange) and the support views (blue), so a user sees which views the compression kept.
@@ -7,7 +8,9 @@ anchors (orange) and the support views (blue), so a user sees which views the co
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import viser.transforms as vtf
 from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
@@ -44,3 +47,46 @@ def draw_context_cameras(
             )
         )
     return handles
+
+
+@dataclass(frozen=True)
+class ViewerPose:
+    """A browser camera in viser's units (world x ``VISER_NERFSTUDIO_SCALE_RATIO``), OpenCV axes."""
+
+    position: np.ndarray
+    look_at: np.ndarray
+    up_direction: np.ndarray
+    fov: float
+    """Vertical field of view in radians."""
+
+
+def context_camera_pose(context: dict, means: torch.Tensor, view: int = 0) -> ViewerPose:
+    """The browser camera at context camera ``view``, orbiting the predicted scene in front of it.
+
+    Datasets such as RE10K keep their own world frame (no re-centring or scaling as Nerfstudio's
+    dataparsers do), so the viewer's default camera at (3, 3, 3) looking at the origin usually sees
+    nothing; starting at a context camera shows the scene as that view saw it. The orbit centre is
+    placed at the median depth of the Gaussians in front of the camera.
+    """
+    c2w = context["c2w"][0, view].detach().double().cpu()
+    fy = float(context["K"][0, view, 1, 1])
+    rotation, centre = c2w[:3, :3], c2w[:3, 3]
+    depths = (means.detach().double().cpu().reshape(-1, 3) - centre) @ rotation[:, 2]
+    depths = depths[torch.isfinite(depths) & (depths > 0)]
+    distance = float(depths.median()) if len(depths) else 1.0
+    scale = VISER_NERFSTUDIO_SCALE_RATIO
+    return ViewerPose(
+        position=(centre * scale).numpy(),
+        look_at=((centre + rotation[:, 2] * distance) * scale).numpy(),
+        up_direction=(-rotation[:, 1]).numpy(),  # OpenCV: y points down in the image
+        fov=2 * math.atan(0.5 / fy),
+    )
+
+
+def move_client_camera(client, pose: ViewerPose) -> None:
+    """Put a connected viser client's camera at ``pose`` (after the client reported its camera once)."""
+    with client.atomic():
+        client.camera.up_direction = pose.up_direction
+        client.camera.position = pose.position
+        client.camera.look_at = pose.look_at
+        client.camera.fov = pose.fov

@@ -79,6 +79,13 @@ FAMILY = EncoderFamily(
                 ("depthsplat", 12): (23.32, 0.807, 0.162),
                 ("zpressor-depthsplat", 12): (24.30, 0.821, 0.146),
             },
+            # The ZPressor repository's depthsplat/assets/dl3dv_evaluation/dl3dv_ctx_<N>v_tgt_8v_n50.json.
+            index_digests={
+                12: "ee0de76a5920fd3ebee59bfd5fa8469deb8633c22585f95910d6bee8d70b81ed",
+                16: "8c81860c7d5a0880712bf12d6e020fb16e6bbaabdd82b3286e88bc4ea7b17a1c",
+                24: "abedc44816bf555de17f8d1f95615ad4e54f86a7e71fa6311e0bc46a2e191ddf",
+                36: "7d03d6f08218f8ee7ec40b3b901dd986334c7559229e54ea46f4b8e18ea34c88",
+            },
         ),
     ),
 )

@@ -44,10 +44,11 @@ from zpressor_ns.blocks.cost_volume import inverse_depth_candidates, nearest_vie
 from zpressor_ns.blocks.dpt import DPT_PRESETS, DPTConfig, DPTHead
 from zpressor_ns.blocks.mv_transformer import MultiViewTransformer
 from zpressor_ns.blocks.position import add_window_position
-from zpressor_ns.blocks.unet import UNET_PRESETS, UNet, UNetConfig
+from zpressor_ns.blocks.unet import UNET_PRESETS, ConvUNetRegressor, UNetConfig
 from zpressor_ns.blocks.upsample import upsample_conv3x3
 from zpressor_ns.blocks.vit import VIT_PRESETS, VisionTransformer, ViTConfig
 from zpressor_ns.encoders.base import AnchorCount, EncoderConfig, EncoderOutput, FeedForwardEncoder
+from zpressor_ns.encoders.memory import MemoryEstimate
 from zpressor_ns.gaussian_adapter import PixelGaussians, decode_pixel_gaussians, num_gaussian_channels
 
 # The CNN's coarsest stride; the depth is predicted on this grid and refined x8.
@@ -130,23 +131,6 @@ class DepthPrediction:
     features: tuple[Tensor, Tensor, Tensor]
 
 
-class ConvUNetRegressor(nn.Module):
-    """Conv3x3 -> GroupNorm(8) -> GELU -> cross-view U-Net -> Conv3x3 (DepthSplat's regressor shape)."""
-
-    def __init__(self, in_channels: int, unet: UNetConfig) -> None:
-        super().__init__()
-        channels = unet.channels
-        self.proj_in = nn.Conv2d(in_channels, channels, 3, padding=1)
-        self.norm = nn.GroupNorm(8, channels)
-        self.unet = UNet(unet)
-        self.proj_out = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(
-        self, x: Float[Tensor, "batch_view in_channel height width"], num_views: int
-    ) -> Float[Tensor, "batch_view channel height width"]:
-        return self.proj_out(self.unet(F.gelu(self.norm(self.proj_in(x))), num_views))
-
-
 def _conv_gelu_conv(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
     """Two 3x3 convs with replicate padding (no zero border in the predicted maps)."""
     return nn.Sequential(
@@ -204,21 +188,23 @@ class DepthSplatEncoder(FeedForwardEncoder):
         super().__init__()
         self.config = config
         c = config.feature_channels
-        self.cnn = CNNEncoder(config.cnn_channels, c)
+        self.cnn = CNNEncoder(config.cnn_channels, c, last_stride=2)
         self.zpressor = config.zpressor.build(c) if config.use_zpressor else None
         self.transformer = MultiViewTransformer(c, config.transformer_layers)
         self.vit = VisionTransformer(config.vit)
 
         regressor_in = config.num_depth_candidates + c + c + config.vit.dim
         unet_channels = config.depth_unet.channels
-        self.depth_regressor = ConvUNetRegressor(regressor_in, config.depth_unet)
+        self.depth_regressor = ConvUNetRegressor(regressor_in, config.depth_unet, unet_channels)
         self.depth_regressor_residual = nn.Conv2d(regressor_in, unet_channels, 1)
         self.depth_head = _conv_gelu_conv(unet_channels, 2 * unet_channels, config.num_depth_candidates)
         self.dpt = DPTHead(config.dpt)
 
         latent = config.feature_upsampler_channels
         self.feature_upsampler = _feature_upsampler(c + c + config.vit.dim, latent)
-        self.gaussian_regressor = ConvUNetRegressor(3 + 1 + 1 + latent, config.gaussian_unet)
+        self.gaussian_regressor = ConvUNetRegressor(
+            3 + 1 + 1 + latent, config.gaussian_unet, config.gaussian_unet.channels
+        )
         head_in = config.gaussian_unet.channels + 3 + latent + 1
         num_channels = num_gaussian_channels(config.sh_degree)
         self.gaussian_head = _conv_gelu_conv(head_in, config.gaussian_head_hidden, num_channels)
@@ -310,12 +296,14 @@ class DepthSplatEncoder(FeedForwardEncoder):
         """The monocular ViT (DINOv2 / Depth Anything V2), trained at the original's 100x lower rate."""
         return list(self.vit.parameters())
 
-    def estimate_peak_bytes(self, batch: int, views: int, height: int, width: int, anchors: int) -> float:
+    def estimate_memory(
+        self, batch: int, views: int, height: int, width: int, anchors: int
+    ) -> MemoryEstimate:
         from zpressor_ns.encoders.depthsplat.memory_budget import estimate_memory
 
         return estimate_memory(
             self.config, views, anchors, height, width, weight_bytes=self.weight_bytes(), batch=batch
-        ).peak
+        )
 
     def _view_features(
         self, images: Float[Tensor, "batch view 3 height width"]

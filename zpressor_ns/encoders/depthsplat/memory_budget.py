@@ -12,37 +12,17 @@ tensors alive at one time. With the views streamed (see ``depthsplat``) that set
   3243 B per anchor pixel measured, 3208 B counted here).
 
 Everything is counted as tensor values per image pixel from the configuration's widths, 4 bytes each
-(fp32 activations). The weights and the context images are alive throughout. ``ACTIVATION_SLACK`` covers
-what shapes do not show on a GPU (allocator rounding and fragmentation, cuDNN/cuBLAS workspaces); it is
-an allowance, not a measurement, until the H100 benchmark checks it. The count itself is checked against
+(fp32 activations). The weights and the context images are alive throughout; ``MemoryEstimate.peak`` adds
+the allowance ``ACTIVATION_SLACK`` (``zpressor_ns.encoders.memory``). The count itself is checked against
 the live tensors of the CUDA path on fake tensors (``benchmarks/cuda_dry_run.py``): within 0.3% where the
 anchors set the peak, and about 0.5 GB high (conservative) in the view phase at 1000 views.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from zpressor_ns.encoders.depthsplat.encoder import FEATURE_STRIDE, DepthSplatConfig
-from zpressor_ns.encoders.memory import most_anchors_within
+from zpressor_ns.encoders.memory import FP32_BYTES, MemoryEstimate, most_anchors_within
 from zpressor_ns.gaussian_adapter import num_gaussian_channels
-
-ACTIVATION_SLACK = 1.2
-FP32_BYTES = 4
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """Bytes: always-alive parts, and the two activation phases (the larger one sets the peak)."""
-
-    weights: float
-    inputs: float
-    view_phase: float
-    anchor_phase: float
-
-    @property
-    def peak(self) -> float:
-        return self.weights + self.inputs + ACTIVATION_SLACK * max(self.view_phase, self.anchor_phase)
 
 
 def _per_eighth_pixel(channels: float) -> float:
