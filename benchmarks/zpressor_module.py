@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_float32_matmul_precision(
             "high"
         )  # TF32 projections, as the original training/eval code sets
-    args.backends = args.backends or (["flex", "sdpa"] if on_cuda else ["math", "sdpa", "flex"])
+    args.backends = args.backends or (["flex", "sdpa"] if on_cuda else ["math", "cluster", "sdpa", "flex"])
     args.warmup = args.warmup if args.warmup is not None else (5 if on_cuda else 1)
     args.repeats = args.repeats if args.repeats is not None else (20 if on_cuda else 3)
     if args.views or args.tokens:

@@ -285,6 +285,53 @@ def test_rasterizer_case_reports_seconds_per_pixel_aligned_scene(scripts):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Against the original code (benchmarks/versus_original.py)
+
+
+def test_versus_original_skips_cleanly_without_the_original(tmp_path):
+    script = BENCHMARKS / "versus_original.py"
+    out = tmp_path / "versus.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "--original", str(tmp_path / "absent"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "skipped" in done.stderr and "absent" in done.stderr and not out.exists()
+    usage = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert usage.returncode == 0 and "--original" in usage.stdout
+
+
+@pytest.mark.skipif(
+    not os.access("/proc/self/clear_refs", os.W_OK),
+    reason="needs Linux's resettable resident high-water mark",
+)
+def test_stage_clock_charges_each_stage_its_own_memory_and_time(benchmarks_on_path):
+    versus = importlib.import_module("versus_original")
+    clock = versus.StageClock({"call": ("call:start", "call:end"), "big": ("big:start", "big:end")})
+
+    def call() -> None:
+        for _ in range(2):  # a stage that runs twice: times add up, growth is the larger run's
+            clock.event("big:start")
+            block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+            deadline = time.process_time() + 0.02
+            while time.process_time() < deadline:
+                pass
+            del block
+            clock.event("big:end")
+        small = torch.ones(2**20 // 4)  # outside the stage
+        del small
+
+    figures, _ = versus.measure(call, clock)
+    big = figures["stages"]["big"]
+    assert 60 <= big["growth_mib"] < 80 and big["cpu_ms"] >= 40
+    assert 60 <= figures["growth_mib"] < 80 and figures["cpu_ms"] >= big["cpu_ms"]
+
+
+# ---------------------------------------------------------------------------------------------------
 # The CUDA path on fake CUDA tensors (benchmarks/cuda_dry_run.py)
 
 

@@ -77,6 +77,23 @@ def test_float32_batched_broadcast_and_bad_sizes() -> None:
         real_sh_basis(random_directions(2), 5)
 
 
+def test_one_matrix_per_view_rotates_every_pixel_and_channel_with_its_own_view() -> None:
+    # The Gaussian adapter's layout: coefficients [batch, view, pixel, colour, n], one rotation per view.
+    rotations = random_rotations(6, seed=6).float().reshape(2, 3, 1, 1, 3, 3)
+    coefficients = torch.randn(2, 3, 5, 3, 25, generator=torch.Generator().manual_seed(7))
+    out = rotate_sh(coefficients, rotations)
+    matrices = wigner_d(rotations[:, :, 0, 0], 4)  # [2, 3, 25, 25]
+    expected = torch.einsum("bvij,bvpcj->bvpci", matrices, coefficients)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    # A rotation per vector and a single rotation for all give the same as the explicit product.
+    one = rotate_sh(coefficients, rotations[0, 0, 0, 0])
+    torch.testing.assert_close(
+        one, torch.einsum("ij,...j->...i", matrices[0, 0], coefficients), atol=1e-5, rtol=1e-5
+    )
+    per_vector = rotations.expand(2, 3, 5, 3, 3, 3)
+    torch.testing.assert_close(rotate_sh(coefficients, per_vector), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_matches_e3nn_when_installed() -> None:
     o3 = pytest.importorskip(
         "e3nn.o3", reason="e3nn is not a dependency; this cross-check runs where it exists"

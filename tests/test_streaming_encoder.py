@@ -136,8 +136,9 @@ def test_training_gives_the_same_gradients_for_every_chunk_size(method, zp_encod
             torch.testing.assert_close(other_loss, loss, rtol=1e-5, atol=0)
             for name, grad in gradients.items():
                 # Backward through twenty-odd layers carries the fp32 rounding of different convolution
-                # batch sizes further than the forward: up to ~4e-5 of a gradient's size, hence 1e-4.
-                torch.testing.assert_close(grad, expected[name], rtol=0, atol=1e-4 * scales[name], msg=name)
+                # batch sizes further than the forward: up to ~1.1e-4 of a gradient's size (the transformer's
+                # attention projections, whose gradients are small), hence 2e-4; a wrong path is off by O(1).
+                torch.testing.assert_close(grad, expected[name], rtol=0, atol=2e-4 * scales[name], msg=name)
         # Supports' CNN features are trained through ZPressor (and every view's without it).
         assert expected["cnn.conv1.weight"].abs().sum() > 0
     finally:

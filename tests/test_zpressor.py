@@ -254,7 +254,16 @@ def build(dim, layers, self_attention, heads=1, backend="math"):
 
 @pytest.mark.parametrize(
     ("backend", "self_attention", "heads"),
-    [("math", True, 1), ("math", False, 1), ("math", True, 2), ("sdpa", True, 1), ("sdpa", True, 2)],
+    [
+        ("math", True, 1),
+        ("math", False, 1),
+        ("math", True, 2),
+        ("cluster", True, 1),
+        ("cluster", False, 1),
+        ("cluster", True, 2),
+        ("sdpa", True, 1),
+        ("sdpa", True, 2),
+    ],
 )
 def test_fusion_matches_the_loop_reference(backend, self_attention, heads):
     dim, layers, k = 32, 3, 6
@@ -287,7 +296,7 @@ def test_flex_backend_matches_the_reference_on_cpu():
     torch.testing.assert_close(out.features, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("backend", ["sdpa", "flex"])
+@pytest.mark.parametrize("backend", ["sdpa", "cluster", "flex"])
 def test_bf16_kernels_keep_fp32_outputs_close_to_the_reference(backend, monkeypatch):
     """The CUDA path casts attention inputs to bf16 (as the original) and everything else stays fp32. CPU
     kernels accept bf16 too, so the dtype plumbing of that path is checked here, before any GPU run."""
@@ -360,9 +369,10 @@ def test_duplicate_cameras_fuse_without_nan():
     assert torch.isfinite(out.features).all()
 
 
-def test_gradients_reach_support_features_and_match_the_reference():
+@pytest.mark.parametrize("backend", ["math", "cluster"])
+def test_gradients_reach_support_features_and_match_the_reference(backend):
     dim, layers, k = 16, 2, 3
-    module, sd = build(dim, layers, True)
+    module, sd = build(dim, layers, True, backend=backend)
     features = torch.randn(1, 8, dim, 2, 3, requires_grad=True)
     c2w = poses(torch.randn(1, 8, 3, generator=torch.Generator().manual_seed(5)))
     out = module(features, c2w, k)

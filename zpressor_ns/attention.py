@@ -1,18 +1,22 @@
 """Attention kernels for ZPressor: every anchor attends to the tokens of its own cluster's support views.
 
 Clusters are disjoint and of unequal size, so a naive batched call is impossible and the original code
-loops over batch and clusters with a host sync each. Here one call covers all clusters at once, in one
-of three interchangeable forms that compute the same function:
+loops over batch and clusters with a host sync each. The same function is computed in one of four
+interchangeable forms:
 
 - ``math``: supports gathered into padded per-anchor slots, explicit fp32 softmax attention. Exact; the
-  CPU default and the reference for the others.
+  reference for the others.
+- ``cluster``: the original's loop over (batch, anchor), each anchor's supports gathered, normalised and
+  projected only while it attends, through ``scaled_dot_product_attention`` (its fused kernel: exact fp32
+  on CPU, no score matrix held). Memory is one cluster's keys and values, not every padded slot's; the
+  host loop costs nothing on CPU, so it is the CPU default.
 - ``sdpa``: the same padded layout through ``scaled_dot_product_attention`` with a key mask (memory-
   efficient kernel on CUDA, in bf16 like the original).
 - ``flex``: FlexAttention over the anchors' packed query tokens and all views' tokens, with a block mask
   that admits only (anchor, support view) tiles. No padding and no host sync; the CUDA default.
 
-The padded layouts need the largest cluster size on the host, which costs one sync per forward (not per
-layer or cluster). Only the flex layout is free of syncs.
+The padded layouts need the largest cluster size on the host, the cluster layout every cluster's views:
+one sync per forward (not per layer or cluster). Only the flex layout is free of syncs.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-AttentionBackend = Literal["auto", "math", "sdpa", "flex"]
-ATTENTION_BACKENDS: tuple[str, ...] = ("auto", "math", "sdpa", "flex")
+AttentionBackend = Literal["auto", "math", "cluster", "sdpa", "flex"]
+ATTENTION_BACKENDS: tuple[str, ...] = ("auto", "math", "cluster", "sdpa", "flex")
 
 # FlexAttention's tile size: block-mask granularity along queries and keys.
 FLEX_BLOCK_SIZE = 128
@@ -45,7 +49,7 @@ ProjectKeyValue = Callable[[Tensor], Tensor]
 class KernelChoice:
     """Which attention kernel runs, and in which dtype its inputs are cast (bf16 on CUDA, as the original)."""
 
-    backend: Literal["math", "sdpa", "flex"]
+    backend: Literal["math", "cluster", "sdpa", "flex"]
     dtype: torch.dtype
 
     @property
@@ -54,13 +58,14 @@ class KernelChoice:
 
 
 def choose_kernel(backend: AttentionBackend, device: torch.device) -> KernelChoice:
-    """Resolve ``auto`` by device: exact fp32 math off CUDA, FlexAttention (SDPA without Triton) on CUDA."""
+    """Resolve ``auto`` by device: the cluster loop in fp32 off CUDA, FlexAttention (SDPA without Triton) on
+    CUDA. Every backend but ``math`` runs its attention in bf16 on CUDA, as the original."""
     if backend not in ATTENTION_BACKENDS:
         raise ValueError(f"attention_backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
     on_cuda = device.type == "cuda"
     if backend == "auto":
         if not on_cuda:
-            backend = "math"
+            backend = "cluster"
         else:
             from torch.utils._triton import has_triton
 
@@ -218,7 +223,58 @@ class FlexSupports:
         return merge_heads(out).reshape(batch, anchors, num_tokens, channels).to(query.dtype)
 
 
-SupportLayout = PaddedSupports | FlexSupports
+class ClusterSupports:
+    """Each anchor attends to its own supports in turn (the original's loop over batch and clusters).
+
+    Nothing is gathered ahead: per layer and anchor, the support tokens are copied out of the views'
+    tokens (one copy, token-major), normalised and projected, attended to and dropped, so one cluster's
+    keys and values are alive at a time. Anchors without supports come out as zeros (discarded by the
+    caller).
+    """
+
+    def __init__(
+        self,
+        view_tokens: Float[Tensor, "batch view token channel"],
+        is_support: Bool[Tensor, "batch anchor view"],
+        kernel: KernelChoice,
+    ) -> None:
+        self.view_tokens = view_tokens
+        self.kernel = kernel
+        # The forward's single host sync: every anchor's support views.
+        device = view_tokens.device
+        self.support_views: list[list[Int[Tensor, " support"]]] = [
+            [row.nonzero()[:, 0].to(device) for row in anchors] for anchors in is_support.cpu()
+        ]
+
+    def attend(
+        self,
+        query: Float[Tensor, "batch anchor token channel"],
+        project_key_value: ProjectKeyValue,
+        num_heads: int,
+        scale: float,
+    ) -> Float[Tensor, "batch anchor token channel"]:
+        batch, anchors, num_tokens, channels = query.shape
+        outputs = []
+        for b in range(batch):
+            for k in range(anchors):
+                views = self.support_views[b][k]
+                if views.numel() == 0:
+                    outputs.append(torch.zeros_like(query[b, k]))
+                    continue
+                context = self.view_tokens[b].index_select(0, views).reshape(-1, channels)
+                key, value = project_key_value(context).chunk(2, dim=-1)
+                out = attention(
+                    split_heads(query[b, k], num_heads),
+                    split_heads(key, num_heads),
+                    split_heads(value, num_heads),
+                    scale,
+                    self.kernel,
+                )
+                outputs.append(merge_heads(out))
+        return torch.stack(outputs).view(batch, anchors, num_tokens, channels)
+
+
+SupportLayout = PaddedSupports | ClusterSupports | FlexSupports
 
 
 def support_layout(
@@ -229,6 +285,8 @@ def support_layout(
     """Per-forward preparation shared by all layers' cross-attention."""
     if kernel.backend == "flex":
         return FlexSupports(view_tokens, is_support, kernel)
+    if kernel.backend == "cluster":
+        return ClusterSupports(view_tokens, is_support, kernel)
     return PaddedSupports(view_tokens, is_support, kernel)
 
 

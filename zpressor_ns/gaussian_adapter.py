@@ -237,7 +237,7 @@ def decode_pixel_gaussians(
 
     sh = sh.unflatten(-1, (3, n_sh)) * sh_damping(sh_degree, raw.device).to(raw.dtype)
     colour_dc = (images.flatten(3).transpose(2, 3) - 0.5) / SH_C0  # [b, v, hw, 3]
-    sh = torch.cat((sh[..., :1] + colour_dc[..., None], sh[..., 1:]), dim=-1)
+    sh[..., 0] += colour_dc  # sh is a fresh product: the DC term is updated in place, not concatenated
     harmonics = rotate_sh(sh, rotation_c2w[:, :, None, None])
 
     return PixelGaussians(

@@ -112,6 +112,20 @@ def wigner_d(rotations: Float[Tensor, "*batch 3 3"], degree: int) -> Float[Tenso
 def rotate_sh(
     coefficients: Float[Tensor, "*#batch n"], rotations: Float[Tensor, "*#batch 3 3"]
 ) -> Float[Tensor, "*#batch n"]:
-    """Apply D(R) to coefficient vectors; ``rotations`` broadcasts against the coefficients' batch."""
-    matrices = wigner_d(rotations, degree_of(coefficients.shape[-1]))
-    return (matrices @ coefficients[..., None])[..., 0]
+    """Apply D(R) to coefficient vectors; ``rotations`` broadcasts against the coefficients' batch.
+
+    One matrix per rotation: the trailing batch dimensions over which the rotations broadcast (size 1
+    there) become rows of a single product ``coefficients @ D^T``, so the matrices are never copied per
+    coefficient vector (a broadcast ``D @ c`` would materialise one n x n matrix for every vector: 25x25 per
+    Gaussian and colour channel in the Gaussian adapter).
+    """
+    n = coefficients.shape[-1]
+    matrices = wigner_d(rotations, degree_of(n))
+    batch = torch.broadcast_shapes(matrices.shape[:-2], coefficients.shape[:-1])
+    matrix_batch = (1,) * (len(batch) - (matrices.dim() - 2)) + tuple(matrices.shape[:-2])
+    split = len(batch)
+    while split > 0 and matrix_batch[split - 1] == 1:
+        split -= 1
+    rows = coefficients.expand(*batch, n).reshape(*batch[:split], -1, n)
+    matrices = matrices.reshape(*matrix_batch[:split], n, n)
+    return (rows @ matrices.transpose(-1, -2)).reshape(*batch, n)

@@ -373,7 +373,8 @@ class ZPressor(nn.Module):
 
         view_tokens = features.flatten(3).transpose(2, 3)
         supports = support_layout(view_tokens, is_support, kernel)
-        fused = gather_views(view_tokens, anchors)
+        # Token-major from here: the layers' norms and projections then read their rows in place.
+        fused = gather_views(view_tokens, anchors).contiguous()
         for layer in self.layers:
             fused = layer(fused, supports, has_support, kernel)
         fused = fused.transpose(2, 3).reshape(batch, num_anchors, channels, height, width)

@@ -1,7 +1,7 @@
 """Plane-sweep cost volume over inverse-depth candidates, built from each view's nearest other views.
 
-For every reference pixel and candidate depth the neighbour's features are sampled where that 3D point
-projects; the correlation with the reference feature (dot product / sqrt(C)) is averaged over the
+For every reference pixel and candidate depth the neighbour's features are sampled (bilinearly) where that
+3D point projects; the correlation with the reference feature (dot product / sqrt(C)) is averaged over the
 neighbours. Candidates are uniform in inverse depth between 1/far and 1/near, which spends resolution
 where parallax is large (near the camera).
 """
@@ -9,12 +9,13 @@ where parallax is large (near the camera).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int64
 from torch import Tensor
 
 # Points closer than this to the neighbour's image plane are clamped before the perspective divide.
 MIN_PROJECTED_DEPTH = 1e-3
+# Scores and sampling taps alive at once in the cost volume: views are taken in chunks that stay below it.
+CHUNK_BYTES = 1 << 28
 
 
 def nearest_views(c2w: Float[Tensor, "batch view 4 4"], count: int) -> Int64[Tensor, "batch view neighbour"]:
@@ -77,6 +78,25 @@ def _warp_grid(
     return torch.stack((grid_x, grid_y), dim=-1).reshape(n, d * height, width, 2)
 
 
+def _bilinear_taps(
+    grid: Float[Tensor, "*batch 2"], height: int, width: int
+) -> tuple[Int64[Tensor, "*batch 4"], Float[Tensor, "*batch 4"]]:
+    """The four pixels around each sample (flat indices) and their bilinear weights, as ``grid_sample``
+    with ``align_corners=True`` and zero padding takes them: a pixel outside the map weighs nothing."""
+    x = (grid[..., 0] + 1) / 2 * (width - 1)
+    y = (grid[..., 1] + 1) / 2 * (height - 1)
+    x0, y0 = x.floor(), y.floor()
+    x1, y1 = x0 + 1, y0 + 1
+    xs = torch.stack((x0, x1, x0, x1), dim=-1)
+    ys = torch.stack((y0, y0, y1, y1), dim=-1)
+    weights = torch.stack(
+        ((x1 - x) * (y1 - y), (x - x0) * (y1 - y), (x1 - x) * (y - y0), (x - x0) * (y - y0)), -1
+    )
+    inside = (xs >= 0) & (xs <= width - 1) & (ys >= 0) & (ys <= height - 1)
+    index = torch.where(inside, ys * width + xs, 0).long()
+    return index, torch.where(inside, weights, 0)
+
+
 def plane_sweep_cost_volume(
     features: Float[Tensor, "batch view channel height width"],
     intrinsics: Float[Tensor, "batch view 3 3"],
@@ -87,31 +107,50 @@ def plane_sweep_cost_volume(
     """Mean correlation with the neighbours' warped features for every inverse-depth candidate.
 
     ``intrinsics`` are in pixels of the feature map. Geometry carries no gradient (as in the original);
-    the features do. One neighbour at a time: its sampling grid, its features and one warped
-    [channel, candidate] volume per view are alive at once, so memory grows with the views, not with
-    views x neighbours (MVSplat matches every view against all others).
+    the features do.
+
+    Sampling is linear, so the correlation with a bilinearly warped feature is the same bilinear blend of
+    the correlations with the four pixels around the sample. Those come from one matrix product per
+    (view, neighbour), reference pixels x neighbour pixels, from which each candidate gathers its four
+    taps: no warped [channel, candidate, h, w] volume is ever built (the original holds one per neighbour)
+    and the channel reduction is a matmul instead of a strided sum. Views, and for large maps or many
+    neighbours (MVSplat matches every view against all others) blocks of reference pixels, go in chunks
+    that keep scores and taps under ``CHUNK_BYTES``.
     """
     b, v, c, h, w = features.shape
-    d = inverse_depths.shape[-1]
-    batch_index = torch.arange(b, device=features.device)[:, None]
+    d, m, pixels = inverse_depths.shape[-1], neighbours.shape[-1], h * w
+    n = b * v
+    flat = features.reshape(n, c, pixels)
+    neighbour_index = (neighbours + v * torch.arange(b, device=features.device)[:, None, None]).reshape(n, m)
     with torch.no_grad():
-        neighbour_c2w = c2w[batch_index[..., None], neighbours]  # [b, v, m, 4, 4]
-        ref_to_neighbour = torch.linalg.inv(neighbour_c2w) @ c2w[:, :, None]
-        depths = (1.0 / inverse_depths).reshape(b * v, d)
-    reference = features.reshape(b * v, c, 1, h, w)
-    total = features.new_zeros(b * v, d, h, w)
-    for j in range(neighbours.shape[-1]):
+        c2w = c2w.reshape(n, 4, 4)
+        ref_to_neighbour = torch.linalg.inv(c2w[neighbour_index]) @ c2w[:, None]  # [n, m, 4, 4]
+        depths = (1.0 / inverse_depths).reshape(n, 1, d).expand(n, m, d)
+        pixel_k = intrinsics.reshape(n, 1, 3, 3).expand(n, m, 3, 3)
+    # Bytes per (view, neighbour, reference pixel): a row of scores, and per candidate its sample point,
+    # four tap indices, weights and gathered scores.
+    unit = 4 * pixels + d * (8 + 4 * (8 + 4 + 4))
+    views_per_chunk = max(1, CHUNK_BYTES // (unit * m * pixels))
+    block = pixels if views_per_chunk > 1 else max(1, min(pixels, CHUNK_BYTES // (unit * m)))
+    costs = []
+    for start in range(0, n, views_per_chunk):
+        chunk = slice(start, start + views_per_chunk)
+        k = min(n, start + views_per_chunk) - start
         with torch.no_grad():
             grid = _warp_grid(
-                intrinsics.reshape(-1, 3, 3), ref_to_neighbour[:, :, j].reshape(-1, 4, 4), depths, h, w
-            )
-        warped = F.grid_sample(
-            features[batch_index, neighbours[..., j]].reshape(b * v, c, h, w),
-            grid,
-            mode="bilinear",
-            padding_mode="zeros",
-            align_corners=True,
-        ).reshape(b * v, c, d, h, w)
-        total = total + (reference * warped).sum(1)
-    cost = total / (c**0.5) / neighbours.shape[-1]
-    return cost.reshape(b, v, d, h, w)
+                pixel_k[chunk].reshape(-1, 3, 3), ref_to_neighbour[chunk].reshape(-1, 4, 4),
+                depths[chunk].reshape(-1, d), h, w,
+            ).view(k, m, d, pixels, 2)  # fmt: skip
+        reference = flat[chunk].transpose(1, 2)[:, None]  # [k, 1, pixels, c]
+        neighbour_maps = flat[neighbour_index[chunk]]  # [k, m, c, pixels]
+        parts = []
+        for first in range(0, pixels, block):
+            rows = slice(first, first + block)
+            with torch.no_grad():
+                # Taps ordered (view, neighbour, reference pixel, candidate, corner): gathered along score rows.
+                index, weights = _bilinear_taps(grid[:, :, :, rows].transpose(2, 3), h, w)
+            scores = reference[:, :, rows] @ neighbour_maps  # [k, m, rows, pixels]
+            sampled = scores.gather(-1, index.flatten(-2)).view(index.shape)
+            parts.append(((sampled * weights).sum(-1) / (c**0.5)).mean(1))  # [k, rows, d]
+        costs.append(torch.cat(parts, dim=1))
+    return torch.cat(costs).transpose(1, 2).reshape(b, v, d, h, w)

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from zpressor_ns.blocks.upsample import upsample_conv3x3
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -157,7 +159,7 @@ class Upsample(nn.Module):
     def forward(
         self, x: Float[Tensor, "batch channel height width"]
     ) -> Float[Tensor, "batch channel twice_h twice_w"]:
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return upsample_conv3x3(x, self.conv)  # = self.conv(nearest x2 of x), without the x2 map
 
 
 class CrossViewAttention(nn.Module):

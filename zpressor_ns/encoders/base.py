@@ -55,7 +55,7 @@ class ZPressorOptions:
     clustering: ClusteringSource = "cameras"
     """'cameras': FPS anchors on camera centres; 'kmeans': pose-free, k-means on per-view feature tokens."""
     attention_backend: AttentionBackend = "auto"
-    """Attention kernels: 'auto' (flex/sdpa in bf16 on CUDA, exact fp32 on CPU) or a named one."""
+    """Attention kernels: 'auto' (flex/sdpa in bf16 on CUDA, the fp32 cluster loop on CPU) or a named one."""
     kmeans_seed: int = 42
     """Seed of the pose-free k-means (the original's random_state)."""
 

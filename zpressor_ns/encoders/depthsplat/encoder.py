@@ -45,6 +45,7 @@ from zpressor_ns.blocks.dpt import DPT_PRESETS, DPTConfig, DPTHead
 from zpressor_ns.blocks.mv_transformer import MultiViewTransformer
 from zpressor_ns.blocks.position import add_window_position
 from zpressor_ns.blocks.unet import UNET_PRESETS, ConvUNetRegressor, UNetConfig
+from zpressor_ns.blocks.upsample import upsample_conv3x3
 from zpressor_ns.blocks.vit import VIT_PRESETS, VisionTransformer, ViTConfig
 from zpressor_ns.encoders.base import AnchorCount, EncoderConfig, EncoderOutput, FeedForwardEncoder
 from zpressor_ns.encoders.memory import MemoryEstimate
@@ -139,10 +140,21 @@ def _conv_gelu_conv(in_channels: int, hidden: int, out_channels: int) -> nn.Sequ
     )
 
 
+class _UpsampleConvSequential(nn.Sequential):
+    """``nn.Sequential`` that runs each (nearest x2 upsample, 3x3 conv) pair as one convolution on the
+    low-resolution map (:func:`upsample_conv3x3`); parameter names stay the sequential's indices."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        layers = iter(self)
+        for layer in layers:
+            x = upsample_conv3x3(x, next(layers)) if isinstance(layer, nn.Upsample) else layer(x)
+        return x
+
+
 def _feature_upsampler(in_channels: int, out_channels: int) -> nn.Sequential:
     """1x1 conv, then three (nearest x2, 3x3 conv) steps halving the width, GELU between them."""
     hidden = 4 * out_channels
-    return nn.Sequential(
+    return _UpsampleConvSequential(
         nn.Conv2d(in_channels, hidden, 1),
         nn.Upsample(scale_factor=2, mode="nearest"),
         nn.Conv2d(hidden, hidden // 2, 3, padding=1, padding_mode="replicate"),
@@ -153,6 +165,12 @@ def _feature_upsampler(in_channels: int, out_channels: int) -> nn.Sequential:
         nn.Upsample(scale_factor=2, mode="nearest"),
         nn.Conv2d(hidden // 4, out_channels, 3, padding=1, padding_mode="replicate"),
     )
+
+
+def _cat_channels_last(maps: tuple[Tensor, ...]) -> Float[Tensor, "batch channel height width"]:
+    """Concatenate along channels into a channels-last tensor (``torch.cat`` falls back to NCHW, with a
+    transposing copy of every channels-last input, as soon as the inputs' layouts differ)."""
+    return torch.cat([x.permute(0, 2, 3, 1) for x in maps], dim=-1).permute(0, 3, 1, 2)
 
 
 def _upsample_bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -195,6 +213,11 @@ class DepthSplatEncoder(FeedForwardEncoder):
         for rows in (slice(3, 6), slice(10, num_channels)):
             nn.init.zeros_(last.weight[rows])
             nn.init.zeros_(last.bias[rows])
+        # The full-resolution decoder (feature upsampler, Gaussian regressor, head) runs channels-last: its
+        # weights say so and its activations follow (oneDNN's direct NHWC kernels, 15-30% less CPU time
+        # than NCHW, the same fp32 math). The CNN and the 1/8 stages stay NCHW, where NHWC is no faster.
+        for decoder in (self.feature_upsampler, self.gaussian_regressor, self.gaussian_head):
+            decoder.to(memory_format=torch.channels_last)
 
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
@@ -246,8 +269,8 @@ class DepthSplatEncoder(FeedForwardEncoder):
         latent = self.feature_upsampler(torch.cat(depth.features, dim=1))
         confidence = F.interpolate(depth.match_prob.amax(dim=1, keepdim=True), size=(h, w), mode="nearest")
         rgb = images.flatten(0, 1)
-        regressed = self.gaussian_regressor(torch.cat((rgb, depth.depth, confidence, latent), dim=1), k)
-        raw = self.gaussian_head(torch.cat((regressed, rgb, latent, confidence), dim=1))
+        regressed = self.gaussian_regressor(_cat_channels_last((rgb, depth.depth, confidence, latent)), k)
+        raw = self.gaussian_head(_cat_channels_last((regressed, rgb, latent, confidence)))
 
         pixels: PixelGaussians = decode_pixel_gaussians(
             raw.unflatten(0, (b, k)), images, c2w, intrinsics, cfg.sh_degree, cfg.scale_max

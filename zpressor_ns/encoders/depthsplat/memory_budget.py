@@ -81,8 +81,8 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """Peak-memory model of one inference forward (``anchors`` = ``views`` without ZPressor).
 
-    ``attention_bytes`` is the dtype size of ZPressor's keys and values (2: bf16 on CUDA); the exact fp32
-    CPU path pads supports per anchor and is not modelled.
+    ``attention_bytes`` is the dtype size of ZPressor's keys and values (2: bf16 on CUDA); the fp32 CPU path
+    (one cluster's keys and values at a time) is not modelled.
     """
     pixels = batch * height * width
     supports = views * support_bytes(config, attention_bytes) if config.use_zpressor else 0.0
