@@ -100,6 +100,20 @@ def without_shape_checks():
     return unchecked
 
 
+@pytest.fixture(scope="session")
+def most_gaussians():
+    """The number of Gaussians a trained run's scene has: anchors x pixels x Gaussians per pixel."""
+
+    def count(run) -> int:
+        from zpressor_ns.encoders import encoder_config, resolve_method
+
+        config = encoder_config(*resolve_method(run.method_name))
+        height, width = run.pipeline.datamanager.image_shape
+        return config.num_anchors * height * width * getattr(config, "gaussians_per_pixel", 1)
+
+    return count
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

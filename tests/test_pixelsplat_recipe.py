@@ -11,6 +11,7 @@ import torch
 from zpressor_ns.data.samplers import BoundedSampler
 from zpressor_ns.data.shims import depth_for_disparity, pixelsplat_depth_bounds
 from zpressor_ns.encoders.registry import family_of
+from zpressor_ns.metrics import LPIPS
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".ref" / "fixtures"
 
@@ -181,9 +182,11 @@ def test_methods_select_the_recipe():
     assert (depthsplat.datamanager.view_sampler, depthsplat.datamanager.depth_bounds) == (None, "dataset")
 
 
-class ConstantLPIPS(torch.nn.Module):
+class ConstantLPIPS(LPIPS):
+    """LPIPS = 1 everywhere, without the VGG network."""
+
     def __init__(self) -> None:
-        super().__init__()
+        torch.nn.Module.__init__(self)
         self.unused = torch.nn.Parameter(torch.zeros(1))
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -167,8 +167,7 @@ def test_training_stops_with_one_message_when_no_scene_is_left(data, tmp_path, m
     datamanager = config.pipeline.datamanager.setup(device="cpu", test_mode="val")
     assert datamanager.next_train(0)["context"]["image"].shape[:2] == (1, 6)
     # After the warm-up the sampler's context gap reaches 50 frames: none of the 40-frame scenes fits.
-    datamanager._train_loader = None  # a fresh loader: the running one holds step-0 examples prefetched
-    with pytest.raises(UserError) as raised:
+    with pytest.raises(UserError) as raised:  # a step out of order restarts the loader there
         datamanager.next_train(20_000)
     assert raised.value.code == (
         "zpressor-ns: training stopped: none of the 3 training scenes is usable (see the warnings above)"

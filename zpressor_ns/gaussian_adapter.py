@@ -72,8 +72,8 @@ def quaternion_xyzw_to_matrix(
 
 
 def covariance_from_scale_rotation(
-    scales: Float[Tensor, "*batch 3"], quaternions_xyzw: Float[Tensor, "*batch 4"]
-) -> Float[Tensor, "*batch 3 3"]:
+    scales: Float[Tensor, "*#batch 3"], quaternions_xyzw: Float[Tensor, "*#batch 4"]
+) -> Float[Tensor, "*#batch 3 3"]:
     """R S S^T R^T."""
     rotation = quaternion_xyzw_to_matrix(quaternions_xyzw)
     scale = torch.diag_embed(scales)
@@ -112,11 +112,13 @@ def pixel_rays(
 
 
 def world_covariances(
-    scales: Float[Tensor, "batch view *pixel 3"],
-    quaternion_logits: Float[Tensor, "batch view *pixel 4"],
+    scales: Float[Tensor, "batch view *#pixel 3"],
+    quaternion_logits: Float[Tensor, "batch view *#pixel 4"],
     rotation_c2w: Float[Tensor, "batch view 3 3"],
-) -> Float[Tensor, "batch view *pixel 3 3"]:
-    """Camera-frame R(q) S S^T R(q)^T of the normalised xyzw quaternion, rotated into the world frame."""
+) -> Float[Tensor, "batch view *#pixel 3 3"]:
+    """Camera-frame R(q) S S^T R(q)^T of the normalised xyzw quaternion, rotated into the world frame.
+
+    The pixel axes broadcast: pixelSplat's depth samples share their pixel's rotation."""
     quaternions = quaternion_logits / (quaternion_logits.norm(dim=-1, keepdim=True) + QUATERNION_EPS)
     covariances = covariance_from_scale_rotation(scales, quaternions)
     rotation = rotation_c2w

@@ -33,7 +33,7 @@ class MemoryEstimate:
 def most_anchors_within(
     peak_bytes: Callable[[int], float],
     views: int,
-    budget_gb: float,
+    budget_gb: int | float,
     min_anchors: int = 2,
     setting: str = "",
 ) -> int:

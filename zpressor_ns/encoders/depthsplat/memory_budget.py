@@ -101,7 +101,7 @@ def anchors_for_budget(
     views: int,
     height: int,
     width: int,
-    memory_budget_gb: float,
+    memory_budget_gb: int | float,
     *,
     weight_bytes: int | float,
     batch: int = 1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from zpressor_ns.encoders.mvsplat.encoder import PRESETS, MVSplatConfig, MVSplatEncoder
 from zpressor_ns.encoders.mvsplat.official_keys import import_official
+from zpressor_ns.encoders.official_indices import ACID_N200_MVSPLAT, RE10K_N200
 from zpressor_ns.encoders.registry import EncoderFamily, InitWeights, PaperTable, TrainingRecipe
 
 
@@ -91,13 +92,7 @@ FAMILY = EncoderFamily(
             image_shape=(256, 256),
             num_scenes=None,
             scores=_TABLE_2,
-            # The ZPressor repository's mvsplat/assets/re10k_evaluation/ (the same files in all three folders).
-            index_digests={
-                8: "ebf7cbb0ed5c8dc3217a5ef4dbe37acbd8d68724ab2ba1670cce03e2c1e9a1e0",
-                16: "1619a0c182c03069ee72d7c0f277bdae1613c0a9e080c8b84dc329dee59593ea",
-                24: "b5b0c115c97c1c3ba8a189a8291caf3be4b5985da51238f58b13893c01728de3",
-                36: "b88306408b58ff1c6321cd841d9ad76037d2d43d6fae736197552d88605d0ecd",
-            },
+            index_digests=RE10K_N200,
         ),
         PaperTable(
             source="ZPressor paper, Table A (trained on RE10K, tested on ACID, 256x256; MVSplat's index files)",
@@ -105,13 +100,7 @@ FAMILY = EncoderFamily(
             image_shape=(256, 256),
             num_scenes=None,
             scores=_TABLE_A,
-            # mvsplat/assets/acid_evaluation/: the same names as DepthSplat's copies, other frames in ~817 scenes.
-            index_digests={
-                8: "bc7b97e83d34a59fc0321aae6b6f32876eee0ffc8c6c243ae5924e907d0ee4cd",
-                16: "1123f4bb63c5e7aa32264f6d79ce3bcf3a085ed84356ea3ad7b6672aea6ebbc6",
-                24: "8f042a9c26bb07a0f93239891b591c8af9fb5afa89f215aa00f2b1ccb9d7016a",
-                36: "5779a58fc9aace3fbecb1347a96e1a7912b034c1c1113283ed8b0b15426359f0",
-            },
+            index_digests=ACID_N200_MVSPLAT,
         ),
     ),
 )

@@ -146,18 +146,20 @@ class MVSplatEncoder(FeedForwardEncoder):
         far: Float[Tensor, "batch view"],
         num_anchors: AnchorCount = None,
         deterministic: bool = False,
+        generator: torch.Generator | None = None,
     ) -> EncoderOutput:
         """Gaussians of the anchors, ordered anchor-major (FPS order), then pixels row-major.
 
         ``images`` in [0, 1]; ``c2w`` OpenCV camera-to-world; ``intrinsics`` normalised; ``near``/``far``
         the depth range in world units. ``num_anchors`` overrides the configured anchor count; ``"auto"``
-        takes the most that fit the configured ``memory_budget_gb``. MVSplat's forward has no randomness:
-        ``deterministic`` is accepted for the common encoder interface.
+        takes the most that fit the configured ``memory_budget_gb``. MVSplat's forward has no randomness
+        of its own: ``deterministic`` is accepted for the common encoder interface, and ``generator`` only
+        draws ZPressor's random first anchor when that option is chosen.
         """
         self.check_inputs(images, c2w, intrinsics, near, far)
         cfg = self.config
         b, _, _, h, w = images.shape
-        views = self.compress(self._view_features, images, c2w, num_anchors)
+        views = self.compress(self._view_features, images, c2w, num_anchors, generator)
         features = views.fused  # ZPressor's output (the raw CNN features without it), [b, k, c, h4, w4]
         images, c2w, intrinsics, near, far = (views.select(x) for x in (images, c2w, intrinsics, near, far))
         k = images.shape[1]

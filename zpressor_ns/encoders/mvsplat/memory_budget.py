@@ -24,7 +24,7 @@ from zpressor_ns.encoders.mvsplat.encoder import FEATURE_STRIDE, MVSplatConfig
 from zpressor_ns.gaussian_adapter import num_depth_scaled_channels
 
 
-def _per_grid_pixel(channels: float) -> float:
+def _per_grid_pixel(channels: int | float) -> float:
     """Values per image pixel of a map with ``channels`` channels on the 1/4 grid."""
     return channels / FEATURE_STRIDE**2
 
@@ -76,7 +76,7 @@ def estimate_memory(
     height: int,
     width: int,
     *,
-    weight_bytes: float,
+    weight_bytes: int | float,
     batch: int = 1,
     attention_bytes: int = 2,
 ) -> MemoryEstimate:
@@ -89,7 +89,7 @@ def estimate_memory(
     chunk = min(config.view_chunk, views) * cnn_chunk_values(config) * FP32_BYTES
     kept = anchors * _per_grid_pixel(config.feature_channels) * FP32_BYTES
     return MemoryEstimate(
-        weights=weight_bytes,
+        weights=float(weight_bytes),
         inputs=views * pixels * 3 * FP32_BYTES,
         view_phase=pixels * (supports + chunk + kept),
         anchor_phase=pixels * anchors * anchor_phase_values(config, anchors) * FP32_BYTES,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from zpressor_ns.encoders.official_indices import ACID_N200_MVSPLAT, RE10K_N200
 from zpressor_ns.encoders.pixelsplat.encoder import PRESETS, PixelSplatConfig, PixelSplatEncoder
 from zpressor_ns.encoders.pixelsplat.official_keys import import_official
 from zpressor_ns.encoders.registry import EncoderFamily, InitWeights, PaperTable, TrainingRecipe
@@ -61,7 +62,7 @@ def config_overrides(num_context_views: int | None = None, **overrides) -> dict:
 
 
 _TABLE_2 = "ZPressor paper, Table 2 (RE10K, 256x256)"
-_TABLE_A = "ZPressor paper, Table A (trained on RE10K, tested on ACID, 256x256)"
+_TABLE_A = "ZPressor paper, Table A (trained on RE10K, tested on ACID, 256x256; pixelSplat's index files)"
 
 FAMILY = EncoderFamily(
     name="pixelsplat",
@@ -103,6 +104,7 @@ FAMILY = EncoderFamily(
                 ("pixelsplat", 8): (26.19, 0.852, 0.215),
                 ("zpressor-pixelsplat", 8): (26.86, 0.854, 0.219),
             },
+            index_digests=RE10K_N200,
         ),
         PaperTable(
             source=_TABLE_A,
@@ -116,6 +118,7 @@ FAMILY = EncoderFamily(
                 ("pixelsplat", 8): (26.69, 0.807, 0.260),
                 ("zpressor-pixelsplat", 8): (28.05, 0.828, 0.234),
             },
+            index_digests=ACID_N200_MVSPLAT,
         ),
     ),
 )

@@ -68,7 +68,7 @@ def estimate_memory(
     height: int,
     width: int,
     *,
-    weight_bytes: float,
+    weight_bytes: int | float,
     batch: int = 1,
     attention_bytes: int = 2,
 ) -> MemoryEstimate:
@@ -92,7 +92,7 @@ def estimate_memory(
     epipolar = pixels * anchors * (epipolar_key_values(config, anchors) + 2 * c) * FP32_BYTES + key_block
     heads = pixels * anchors * head_values(config) * FP32_BYTES
     return MemoryEstimate(
-        weights=weight_bytes,
+        weights=float(weight_bytes),
         inputs=views * pixels * 3 * FP32_BYTES,
         view_phase=pixels * (max(per_view, zpressor) + kept),
         anchor_phase=max(epipolar, heads),
