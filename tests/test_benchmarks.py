@@ -448,6 +448,9 @@ def test_pixelsplat_against_the_original_on_the_same_weights(benchmarks_on_path,
         if not needed.exists():
             pytest.skip(f"{needed} not present (the original code and its harness are not shipped)")
     monkeypatch.syspath_prepend(str(ref / "site"))  # einops, e3nn: the original's imports, not ours
+    # The originals are all top-level packages named ``src``: forget one another test imported.
+    for name in [name for name in sys.modules if name == "src" or name.startswith("src.")]:
+        monkeypatch.delitem(sys.modules, name)
     script = importlib.import_module("pixelsplat_versus_original")
     out = tmp_path / "result.json"
     arguments = ["--harness", str(harness), "--ref", str(ref), "--views", "4", "--anchors", "2"]

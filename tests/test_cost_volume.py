@@ -50,8 +50,11 @@ def direct_cost_volume(features, K, c2w, neighbours, inverse_depths):
     return out
 
 
-@pytest.mark.parametrize("chunk_bytes", [cost_volume.CHUNK_BYTES, 60_000, 1])
-def test_matches_warping_every_candidate_with_grid_sample(monkeypatch, chunk_bytes):
+@pytest.mark.parametrize(
+    ("strategy", "chunk_bytes"),
+    [("correlate", cost_volume.CHUNK_BYTES), ("correlate", 60_000), ("correlate", 1), ("warp", 0)],
+)
+def test_matches_warping_every_candidate_with_grid_sample(monkeypatch, strategy, chunk_bytes):
     # Default: all views at once; 60 kB: one view and blocks of 29 of its 96 pixels; 1: one pixel at a time.
     monkeypatch.setattr(cost_volume, "CHUNK_BYTES", chunk_bytes)
     views, c, h, w = 4, 16, 8, 12
@@ -60,7 +63,7 @@ def test_matches_warping_every_candidate_with_grid_sample(monkeypatch, chunk_byt
     neighbours = nearest_views(c2w, 3)
     # Near candidates project far outside the neighbour: zero padding must match grid_sample's.
     inverse_depths = inverse_depth_candidates(torch.full((2, views), 0.2), torch.full((2, views), 20.0), 9)
-    ours = plane_sweep_cost_volume(features, K, c2w, neighbours, inverse_depths)
+    ours = plane_sweep_cost_volume(features, K, c2w, neighbours, inverse_depths, strategy)
     expected = direct_cost_volume(features, K, c2w, neighbours, inverse_depths)
     assert ours.shape == (2, views, 9, h, w)
     torch.testing.assert_close(ours, expected, atol=2e-5, rtol=1e-5)
@@ -74,3 +77,25 @@ def test_gradients_reach_the_features():
     cost = plane_sweep_cost_volume(features, K[:1], c2w[:1], nearest_views(c2w[:1], 3), inverse_depths)
     (grad,) = torch.autograd.grad(cost.square().sum(), features)
     assert (grad.flatten(2).abs().sum(-1) > 0).all()
+
+
+def test_auto_correlates_small_maps_on_cpu_and_warps_large_ones(monkeypatch, without_shape_checks):
+    """Correlation is quadratic in the map's pixels: beyond 16 pixels per candidate the warp is taken."""
+    taken = []
+    def recorded(name):
+        def compute(features, intrinsics, c2w, neighbours, inverse_depths):
+            taken.append(name)
+            return features.new_zeros(*features.shape[:2], inverse_depths.shape[-1], *features.shape[-2:])
+
+        return compute
+
+    for name in ("correlated_cost_volume", "warped_cost_volume"):
+        monkeypatch.setattr(cost_volume, name, recorded(name))
+    c2w, K = cameras(3, seed=3)
+    neighbours = nearest_views(c2w, 2)
+    inverse_depths = inverse_depth_candidates(torch.ones(2, 3), torch.full((2, 3), 10.0), 4)
+    for h, w in ((8, 8), (8, 9)):  # 64 pixels = 16 x 4 candidates; 72 pixels
+        plane_sweep_cost_volume(torch.zeros(2, 3, 2, h, w), K, c2w, neighbours, inverse_depths)
+    assert taken == ["correlated_cost_volume", "warped_cost_volume"]
+    with without_shape_checks(), pytest.raises(ValueError, match="strategy"):
+        plane_sweep_cost_volume(torch.zeros(2, 3, 2, 8, 8), K, c2w, neighbours, inverse_depths, "fast")

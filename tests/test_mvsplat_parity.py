@@ -108,8 +108,10 @@ def test_baseline_with_the_original_test_scripts_view_groups_matches(fixture_nam
     fixture = load_fixture(fixture_name)
     assert fixture["meta"]["unet_num_frames"] == 2 and fixture["meta"]["views"] == 4
     out, recorded = run("mvsplat", fixture, unet_group_size=2)
-    check_stages(out, recorded, fixture["intermediates"], 2e-5)
-    check_outputs(out, fixture["outputs"], 2e-5)
+    # Sharpened attention (qkv x8) amplifies fp32 rounding: 5e-5 of the scale there, 2e-5 otherwise.
+    tolerance = 5e-5 if fixture_name == STRONG_ATTENTION_FIXTURE else 2e-5
+    check_stages(out, recorded, fixture["intermediates"], tolerance)
+    check_outputs(out, fixture["outputs"], tolerance)
     if fixture_name == STRONG_ATTENTION_FIXTURE:
         # Attention across all four views misses the original by far more than the grouping does.
         _, joint = run("mvsplat", fixture)

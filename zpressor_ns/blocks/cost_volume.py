@@ -8,7 +8,10 @@ where parallax is large (near the camera).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int64
 from torch import Tensor
 
@@ -16,6 +19,10 @@ from torch import Tensor
 MIN_PROJECTED_DEPTH = 1e-3
 # Scores and sampling taps alive at once in the cost volume: views are taken in chunks that stay below it.
 CHUNK_BYTES = 1 << 28
+# The correlation strategy costs pixels x channels per (reference pixel, neighbour) against the warp's
+# 4 taps x candidates x channels: it is taken on CPU while the map has at most this many pixels per
+# candidate (quadratic in the pixels, it would lose to warping on large maps).
+MAX_PIXELS_PER_CANDIDATE = 16
 
 
 def nearest_views(c2w: Float[Tensor, "batch view 4 4"], count: int) -> Int64[Tensor, "batch view neighbour"]:
@@ -97,17 +104,79 @@ def _bilinear_taps(
     return index, torch.where(inside, weights, 0)
 
 
+CostVolumeStrategy = Literal["auto", "warp", "correlate"]
+
+
 def plane_sweep_cost_volume(
     features: Float[Tensor, "batch view channel height width"],
     intrinsics: Float[Tensor, "batch view 3 3"],
     c2w: Float[Tensor, "batch view 4 4"],
     neighbours: Int64[Tensor, "batch view neighbour"],
     inverse_depths: Float[Tensor, "batch view candidate"],
+    strategy: CostVolumeStrategy = "auto",
 ) -> Float[Tensor, "batch view candidate height width"]:
     """Mean correlation with the neighbours' warped features for every inverse-depth candidate.
 
     ``intrinsics`` are in pixels of the feature map. Geometry carries no gradient (as in the original);
-    the features do.
+    the features do. Two strategies compute the same function: ``warp`` (the original's: sample each
+    neighbour at every candidate with ``grid_sample``, memory linear in the pixels, the CUDA path whose
+    memory the models count) and ``correlate`` (one matrix product per view and neighbour, then bilinear
+    taps: several times faster on CPU, quadratic in the pixels). ``auto`` correlates on CPU for maps of at
+    most ``MAX_PIXELS_PER_CANDIDATE`` pixels per candidate, and warps otherwise.
+    """
+    if strategy not in ("auto", "warp", "correlate"):
+        raise ValueError(f"cost volume strategy must be 'auto', 'warp' or 'correlate', got {strategy!r}")
+    if strategy == "auto":
+        small = features.shape[-2] * features.shape[-1] <= MAX_PIXELS_PER_CANDIDATE * inverse_depths.shape[-1]
+        strategy = "correlate" if features.device.type == "cpu" and small else "warp"
+    compute = correlated_cost_volume if strategy == "correlate" else warped_cost_volume
+    return compute(features, intrinsics, c2w, neighbours, inverse_depths)
+
+
+def warped_cost_volume(
+    features: Float[Tensor, "batch view channel height width"],
+    intrinsics: Float[Tensor, "batch view 3 3"],
+    c2w: Float[Tensor, "batch view 4 4"],
+    neighbours: Int64[Tensor, "batch view neighbour"],
+    inverse_depths: Float[Tensor, "batch view candidate"],
+) -> Float[Tensor, "batch view candidate height width"]:
+    """:func:`plane_sweep_cost_volume` by warping, one neighbour at a time: its sampling grid, its features
+    and one warped [channel, candidate] volume per view are alive at once, so memory grows with the views,
+    not with views x neighbours (MVSplat matches every view against all others)."""
+    b, v, c, h, w = features.shape
+    d = inverse_depths.shape[-1]
+    batch_index = torch.arange(b, device=features.device)[:, None]
+    with torch.no_grad():
+        neighbour_c2w = c2w[batch_index[..., None], neighbours]  # [b, v, m, 4, 4]
+        ref_to_neighbour = torch.linalg.inv(neighbour_c2w) @ c2w[:, :, None]
+        depths = (1.0 / inverse_depths).reshape(b * v, d)
+    reference = features.reshape(b * v, c, 1, h, w)
+    total = features.new_zeros(b * v, d, h, w)
+    for j in range(neighbours.shape[-1]):
+        with torch.no_grad():
+            grid = _warp_grid(
+                intrinsics.reshape(-1, 3, 3), ref_to_neighbour[:, :, j].reshape(-1, 4, 4), depths, h, w
+            )
+        warped = F.grid_sample(
+            features[batch_index, neighbours[..., j]].reshape(b * v, c, h, w),
+            grid,
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=True,
+        ).reshape(b * v, c, d, h, w)
+        total = total + (reference * warped).sum(1)
+    cost = total / (c**0.5) / neighbours.shape[-1]
+    return cost.reshape(b, v, d, h, w)
+
+
+def correlated_cost_volume(
+    features: Float[Tensor, "batch view channel height width"],
+    intrinsics: Float[Tensor, "batch view 3 3"],
+    c2w: Float[Tensor, "batch view 4 4"],
+    neighbours: Int64[Tensor, "batch view neighbour"],
+    inverse_depths: Float[Tensor, "batch view candidate"],
+) -> Float[Tensor, "batch view candidate height width"]:
+    """:func:`plane_sweep_cost_volume` from correlations with the neighbours' pixels.
 
     Sampling is linear, so the correlation with a bilinearly warped feature is the same bilinear blend of
     the correlations with the four pixels around the sample. Those come from one matrix product per
