@@ -82,6 +82,7 @@ def test_gradients_reach_the_features():
 def test_auto_correlates_small_maps_on_cpu_and_warps_large_ones(monkeypatch, without_shape_checks):
     """Correlation is quadratic in the map's pixels: beyond 16 pixels per candidate the warp is taken."""
     taken = []
+
     def recorded(name):
         def compute(features, intrinsics, c2w, neighbours, inverse_depths):
             taken.append(name)
