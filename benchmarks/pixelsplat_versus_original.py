@@ -29,18 +29,16 @@ import os
 import statistics
 import sys
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from common import environment, markdown_table, write_json
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from zpressor_ns.attention import ATTENTION_BACKENDS
 from zpressor_ns.encoders import ZPressorOptions, build_encoder, import_official
+from zpressor_ns.live_tensors import LiveTensorBytes
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_HARNESS = (
@@ -48,31 +46,6 @@ DEFAULT_HARNESS = (
     / "parity"
     / "official_pixelsplat_harness.py"
 )
-
-
-class LiveTensorBytes(TorchDispatchMode):
-    """Peak bytes of the tensor storages created inside the mode and still alive."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = self.peak = 0
-        self._seen: set[int] = set()
-
-    def _release(self, key: int, size: int) -> None:
-        self.live -= size
-        self._seen.discard(key)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for tensor in tree_leaves(out):
-            if isinstance(tensor, torch.Tensor):
-                storage = tensor.untyped_storage()
-                if id(storage) not in self._seen:
-                    self._seen.add(id(storage))
-                    self.live += storage.nbytes()
-                    weakref.finalize(storage, self._release, id(storage), storage.nbytes())
-        self.peak = max(self.peak, self.live)
-        return out
 
 
 def load_harness(path: Path):

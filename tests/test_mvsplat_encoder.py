@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-from live_tensors import LiveTensorBytes
 
 from zpressor_ns.blocks.position import add_window_position
 from zpressor_ns.blocks.unet import CrossViewAttention
@@ -16,6 +15,7 @@ from zpressor_ns.encoders import build_encoder
 from zpressor_ns.encoders.memory import BYTES_PER_GB
 from zpressor_ns.encoders.mvsplat.encoder import MVSplatEncoder
 from zpressor_ns.encoders.mvsplat.memory_budget import anchor_phase_values, cnn_chunk_values
+from zpressor_ns.live_tensors import LiveTensorBytes
 
 H, W = 32, 48  # the smallest size with H != W that every stage of the small preset accepts
 

@@ -314,7 +314,7 @@ def test_bad_inputs_get_clear_errors(zp_encoder) -> None:
 
 
 def test_memory_model_bounds_the_live_tensors(base_encoder) -> None:
-    from test_streaming_encoder import LiveTensorBytes
+    from zpressor_ns.live_tensors import LiveTensorBytes
 
     views = 3
     inputs = scene(views, seed=6)

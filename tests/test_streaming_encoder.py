@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-from live_tensors import LiveTensorBytes
 
 from zpressor_ns.blocks.position import add_window_position
 from zpressor_ns.encoders import build_encoder, encoder_config
@@ -19,6 +18,7 @@ from zpressor_ns.encoders.depthsplat.memory_budget import (
     estimate_memory,
 )
 from zpressor_ns.encoders.memory import BYTES_PER_GB
+from zpressor_ns.live_tensors import LiveTensorBytes
 
 H, W = 64, 64
 OUTPUTS = ("means", "covariances", "harmonics", "opacities", "depths", "latent")

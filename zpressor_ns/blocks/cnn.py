@@ -12,6 +12,10 @@ from collections.abc import Sequence
 from jaxtyping import Float
 from torch import Tensor, nn
 
+# The normalisation DepthSplat's and MVSplat's encoders apply to [0, 1] images before their CNN and ViT.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 class ResidualBlock(nn.Module):
     """Two 3x3 convolutions with instance norm; a strided 1x1 projection when the shape changes."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zpressor_ns.cli import CommandError
-from zpressor_ns.commands.runs import load_run
+from zpressor_ns.commands.runs import chosen_scene, load_run
 
 HELP = "predict a scene of a trained run and write a standard 3DGS .ply"
 DESCRIPTION = """\
@@ -33,12 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     _, pipeline, _, _ = load_run(args.load_config, test_mode="inference")
     datamanager = pipeline.datamanager
-    scene = args.scene or datamanager.display_scene
-    if scene not in datamanager.display_scene_keys():
-        raise CommandError(
-            f"scene {scene!r} is not in the run's {datamanager.config.display_split} split "
-            f"(e.g. {datamanager.display_scene_keys()[:3]})"
-        )
+    scene = chosen_scene(datamanager, args.scene)
     context = datamanager.display_context(scene, args.views or datamanager.display_num_context)
     gaussians = pipeline.model.set_display_scene(context)
     report = write_ply(

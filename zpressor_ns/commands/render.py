@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from zpressor_ns.cli import CommandError
-from zpressor_ns.commands.runs import load_run
+from zpressor_ns.commands.runs import chosen_scene, load_run
 
 HELP = "fly through a predicted scene of a trained run and write a GIF (no ffmpeg)"
 DESCRIPTION = """\
@@ -42,13 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 2:
         raise CommandError(f"--frames {args.frames}: a fly-through needs at least 2 frames")
     _, pipeline, _, _ = load_run(args.load_config, test_mode="inference")
-    datamanager = pipeline.datamanager
-    scene = args.scene or datamanager.display_scene
-    if scene not in datamanager.display_scene_keys():
-        raise CommandError(
-            f"scene {scene!r} is not in the run's {datamanager.config.display_split} split "
-            f"(e.g. {datamanager.display_scene_keys()[:3]})"
-        )
+    scene = chosen_scene(pipeline.datamanager, args.scene)
     gif = render_flythrough(
         pipeline,
         args.output,

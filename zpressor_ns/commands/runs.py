@@ -30,3 +30,14 @@ def load_run(path: Path, test_mode: str = "test"):
         return load_trusted_run(check_run_config(path), test_mode=test_mode)
     except RUN_ERRORS as error:
         raise CommandError(str(error)) from None
+
+
+def chosen_scene(datamanager, scene: str | None) -> str:
+    """``scene`` if the run's display split has it (the run's display scene when None), else a CommandError."""
+    scene = scene or datamanager.display_scene
+    if scene not in datamanager.display_scene_keys():
+        raise CommandError(
+            f"scene {scene!r} is not in the run's {datamanager.config.display_split} split "
+            f"(e.g. {datamanager.display_scene_keys()[:3]})"
+        )
+    return scene

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from zpressor_ns.blocks.cnn import CNNEncoder
+from zpressor_ns.blocks.cnn import IMAGENET_MEAN, IMAGENET_STD, CNNEncoder
 from zpressor_ns.blocks.cost_volume import inverse_depth_candidates, nearest_views, plane_sweep_cost_volume
 from zpressor_ns.blocks.dpt import DPT_PRESETS, DPTConfig, DPTHead
 from zpressor_ns.blocks.mv_transformer import MultiViewTransformer
@@ -53,8 +53,6 @@ from zpressor_ns.gaussian_adapter import PixelGaussians, decode_pixel_gaussians,
 
 # The CNN's coarsest stride; the depth is predicted on this grid and refined x8.
 FEATURE_STRIDE = 8
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

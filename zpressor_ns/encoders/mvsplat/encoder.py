@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from zpressor_ns.blocks.cnn import CNNEncoder
+from zpressor_ns.blocks.cnn import IMAGENET_MEAN, IMAGENET_STD, CNNEncoder
 from zpressor_ns.blocks.cost_volume import all_other_views, inverse_depth_candidates, plane_sweep_cost_volume
 from zpressor_ns.blocks.mv_transformer import MultiViewTransformer
 from zpressor_ns.blocks.position import add_window_position
@@ -39,8 +39,6 @@ from zpressor_ns.gaussian_adapter import decode_depth_scaled_gaussians, num_dept
 
 # The CNN's output stride: depth is predicted on this grid and refined to full resolution.
 FEATURE_STRIDE = 4
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

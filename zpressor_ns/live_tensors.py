@@ -1,4 +1,5 @@
-"""Counting the bytes of live tensors during a CPU forward (checks of the encoders' memory models)."""
+"""Counting the bytes of live tensors during a CPU forward: how the benchmarks and tests check the encoders' memory
+models against what a forward really holds."""
 
 from __future__ import annotations
 
