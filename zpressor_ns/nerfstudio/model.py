@@ -11,7 +11,6 @@ optimisation machinery is used (``populate_modules`` and friends are replaced).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -31,9 +30,6 @@ from zpressor_ns.encoders.registry import PRESET_NAMES, method_names
 from zpressor_ns.export import covariance_to_scale_rotation
 from zpressor_ns.gaussians import Gaussians
 from zpressor_ns.render import RenderOutput, render_gaussians
-
-LOGGER = logging.getLogger(__name__)
-
 
 # The registry's methods, as choices for the command line.
 MethodName = Literal[method_names()]  # type: ignore[valid-type]
