@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from zpressor_ns.cli import CommandError
+from zpressor_ns.commands.runs import load_run
 
 HELP = "train, evaluate and render the small model on synthetic scenes (CPU, minutes)"
 DESCRIPTION = """\
@@ -38,8 +40,12 @@ def run(args: argparse.Namespace) -> int:
     from nerfstudio.scripts.train import train_loop
 
     from zpressor_ns.data.synthetic import SYNTHETIC_FAR, SYNTHETIC_NEAR, SyntheticConfig, make_synthetic
+    from zpressor_ns.encoders.registry import registered_method_names
     from zpressor_ns.flythrough import render_flythrough
-    from zpressor_ns.nerfstudio.runs import RUN_ERRORS, load_run, write_eval_report
+    from zpressor_ns.nerfstudio.runs import write_eval_report
+
+    if args.method not in registered_method_names():
+        raise CommandError(f"unknown method {args.method!r}; registered: {sorted(registered_method_names())}")
 
     out: Path = args.output
     data = out / "data"
@@ -54,11 +60,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"[1/4] reusing synthetic scenes in {data}")
     index = _index_file(data / "re10k" / "evaluation", args.eval_views)
 
-    if args.method not in all_methods:
-        print(
-            f"unknown method {args.method!r}; registered: {sorted(m for m in all_methods if 'depthsplat' in m)}"
-        )
-        return 2
     config = copy.deepcopy(all_methods[args.method])
     config.machine.device_type = "cuda" if torch.cuda.is_available() else "cpu"
     config.output_dir = out / "runs"
@@ -81,11 +82,8 @@ def run(args: argparse.Namespace) -> int:
     train_loop(local_rank=0, world_size=1, config=config)
 
     print("[3/4] evaluating on", index)
-    try:  # what ns-eval does, reading the run's files with the package's restricted loaders
-        config, pipeline, checkpoint, _ = load_run(config.get_base_dir() / "config.yml", test_mode="test")
-    except RUN_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    # What ns-eval does, reading the run's files with the package's restricted loaders.
+    config, pipeline, checkpoint, _ = load_run(config.get_base_dir() / "config.yml", test_mode="test")
     report = write_eval_report(config, pipeline, checkpoint, out / "eval.json", out / "renders")
     results = report["results"]
     print("      " + ", ".join(f"{k} {v:.4f}" for k, v in results.items() if not k.endswith("_std")))
