@@ -145,11 +145,17 @@ def test_memory_model_matches_the_live_tensors_of_the_anchor_stages(zp_encoder) 
     # With as many anchors as views nothing is a support: the peak is the anchor stages'.
     k, height, width = 3, 64, 128
     inputs = scene(k, seed=6, height=height, width=width)
-    tracker = LiveTensorBytes()
-    with torch.inference_mode(), tracker:
-        zp_encoder(*inputs, num_anchors=k)
     modelled = k * height * width * anchor_phase_values(zp_encoder.config, k) * 4
-    assert 0.9 * tracker.peak <= modelled <= 1.1 * tracker.peak
+    # The model counts the CUDA path, where the heads' GELU writes its own map; on CPU oneDNN fuses it into
+    # the convolution (one hidden map fewer), which the model then over-counts, never under-counts.
+    for fused in (False, True):
+        tracker = LiveTensorBytes()
+        with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=fused), tracker:
+            zp_encoder(*inputs, num_anchors=k)
+        if fused:
+            assert tracker.peak <= modelled
+        else:
+            assert 0.9 * tracker.peak <= modelled <= 1.1 * tracker.peak
 
 
 def test_memory_model_counts_the_cnn_working_set(zp_encoder) -> None:

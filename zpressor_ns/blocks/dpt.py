@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from zpressor_ns.blocks.conv_sequential import FusedConvSequential
+
 
 @dataclass(frozen=True)
 class DPTConfig:
@@ -101,7 +103,7 @@ class FusionScratch(nn.Module):
         last = nn.Conv2d(config.head_hidden, 1, 1)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
-        self.output_conv = nn.Sequential(
+        self.output_conv = FusedConvSequential(
             nn.Conv2d(features, features // 2, 3, padding=1, padding_mode="replicate"),
             nn.GELU(),
             nn.Conv2d(features // 2, config.head_hidden, 3, padding=1, padding_mode="replicate"),

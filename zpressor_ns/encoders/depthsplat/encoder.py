@@ -40,12 +40,12 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from zpressor_ns.blocks.cnn import IMAGENET_MEAN, IMAGENET_STD, CNNEncoder
+from zpressor_ns.blocks.conv_sequential import FusedConvSequential, conv_gelu_conv
 from zpressor_ns.blocks.cost_volume import inverse_depth_candidates, nearest_views, plane_sweep_cost_volume
 from zpressor_ns.blocks.dpt import DPT_PRESETS, DPTConfig, DPTHead
 from zpressor_ns.blocks.mv_transformer import MultiViewTransformer
 from zpressor_ns.blocks.position import add_window_position
 from zpressor_ns.blocks.unet import UNET_PRESETS, ConvUNetRegressor, UNetConfig
-from zpressor_ns.blocks.upsample import upsample_conv3x3
 from zpressor_ns.blocks.vit import VIT_PRESETS, VisionTransformer, ViTConfig
 from zpressor_ns.encoders.base import AnchorCount, EncoderConfig, EncoderOutput, FeedForwardEncoder
 from zpressor_ns.encoders.memory import MemoryEstimate
@@ -129,30 +129,10 @@ class DepthPrediction:
     features: tuple[Tensor, Tensor, Tensor]
 
 
-def _conv_gelu_conv(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
-    """Two 3x3 convs with replicate padding (no zero border in the predicted maps)."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, hidden, 3, padding=1, padding_mode="replicate"),
-        nn.GELU(),
-        nn.Conv2d(hidden, out_channels, 3, padding=1, padding_mode="replicate"),
-    )
-
-
-class _UpsampleConvSequential(nn.Sequential):
-    """``nn.Sequential`` that runs each (nearest x2 upsample, 3x3 conv) pair as one convolution on the
-    low-resolution map (:func:`upsample_conv3x3`); parameter names stay the sequential's indices."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        layers = iter(self)
-        for layer in layers:
-            x = upsample_conv3x3(x, next(layers)) if isinstance(layer, nn.Upsample) else layer(x)
-        return x
-
-
-def _feature_upsampler(in_channels: int, out_channels: int) -> nn.Sequential:
+def _feature_upsampler(in_channels: int, out_channels: int) -> FusedConvSequential:
     """1x1 conv, then three (nearest x2, 3x3 conv) steps halving the width, GELU between them."""
     hidden = 4 * out_channels
-    return _UpsampleConvSequential(
+    return FusedConvSequential(
         nn.Conv2d(in_channels, hidden, 1),
         nn.Upsample(scale_factor=2, mode="nearest"),
         nn.Conv2d(hidden, hidden // 2, 3, padding=1, padding_mode="replicate"),
@@ -195,7 +175,9 @@ class DepthSplatEncoder(FeedForwardEncoder):
         unet_channels = config.depth_unet.channels
         self.depth_regressor = ConvUNetRegressor(regressor_in, config.depth_unet, unet_channels)
         self.depth_regressor_residual = nn.Conv2d(regressor_in, unet_channels, 1)
-        self.depth_head = _conv_gelu_conv(unet_channels, 2 * unet_channels, config.num_depth_candidates)
+        self.depth_head = conv_gelu_conv(
+            unet_channels, 2 * unet_channels, config.num_depth_candidates, padding_mode="replicate"
+        )
         self.dpt = DPTHead(config.dpt)
 
         latent = config.feature_upsampler_channels
@@ -205,7 +187,9 @@ class DepthSplatEncoder(FeedForwardEncoder):
         )
         head_in = config.gaussian_unet.channels + 3 + latent + 1
         num_channels = num_gaussian_channels(config.sh_degree)
-        self.gaussian_head = _conv_gelu_conv(head_in, config.gaussian_head_hidden, num_channels)
+        self.gaussian_head = conv_gelu_conv(
+            head_in, config.gaussian_head_hidden, num_channels, padding_mode="replicate"
+        )
         # Scales start at exp(-4) and SH at zero (DC then comes from the pixel colour alone).
         last = self.gaussian_head[-1]
         for rows in (slice(3, 6), slice(10, num_channels)):

@@ -29,6 +29,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from zpressor_ns.blocks.cnn import IMAGENET_MEAN, IMAGENET_STD, CNNEncoder
+from zpressor_ns.blocks.conv_sequential import conv_gelu_conv
 from zpressor_ns.blocks.cost_volume import all_other_views, inverse_depth_candidates, plane_sweep_cost_volume
 from zpressor_ns.blocks.mv_transformer import MultiViewTransformer
 from zpressor_ns.blocks.position import add_window_position
@@ -89,15 +90,6 @@ PRESETS: dict[str, MVSplatConfig] = {
 }
 
 
-def _conv_gelu_conv(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
-    """Two 3x3 convs (zero padding) with a GELU between them: MVSplat's prediction heads."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, hidden, 3, padding=1),
-        nn.GELU(),
-        nn.Conv2d(hidden, out_channels, 3, padding=1),
-    )
-
-
 class MVSplatEncoder(FeedForwardEncoder):
     """Context views -> pixel-aligned Gaussians of the K anchors (or of every view without ZPressor)."""
 
@@ -116,7 +108,7 @@ class MVSplatEncoder(FeedForwardEncoder):
         # Cost volume (d) + the anchor's transformer features (c) -> refined matching logits.
         self.cost_refiner = ConvUNetRegressor(d + c, config.cost_volume_unet, d)
         self.cost_residual = nn.Conv2d(d + c, d, 1)
-        self.depth_head = _conv_gelu_conv(d, 2 * d, d)
+        self.depth_head = conv_gelu_conv(d, 2 * d, d)
 
         refined = config.depth_unet.channels
         self.feature_upsampler = nn.Sequential(
@@ -128,9 +120,9 @@ class MVSplatEncoder(FeedForwardEncoder):
         # RGB, projected features, coarse inverse depth, matching confidence.
         self.depth_refiner = ConvUNetRegressor(3 + refined + 1 + 1, config.depth_unet, None, norm_groups=4)
         # Per pixel: an inverse-depth correction and a density (the opacity logit).
-        self.disparity_head = _conv_gelu_conv(refined, 2 * refined, 2)
+        self.disparity_head = conv_gelu_conv(refined, 2 * refined, 2)
         channels = num_depth_scaled_channels(config.sh_degree)
-        self.gaussian_head = _conv_gelu_conv(refined + 3 + c, 2 * channels, channels)
+        self.gaussian_head = conv_gelu_conv(refined + 3 + c, 2 * channels, channels)
 
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
