@@ -192,3 +192,21 @@ def test_cuda_forward_agrees_with_cpu(zp_encoder) -> None:
     assert torch.equal(gpu.anchors.cpu(), cpu.anchors)
     scale = cpu.means.abs().max()
     assert (gpu.means.cpu() - cpu.means).abs().max() <= 1e-2 * scale
+
+
+def test_the_cpu_gaussian_head_in_view_chunks_gives_the_same_gaussians(zp_encoder, monkeypatch) -> None:
+    from zpressor_ns.encoders.depthsplat import encoder as module
+
+    inputs = cameras(4)
+    with torch.inference_mode():
+        whole = zp_encoder(*inputs, num_anchors=3)
+        calls = []
+        hook = zp_encoder.gaussian_head.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+        monkeypatch.setattr(module, "CPU_HEAD_CHUNK_PIXELS", 2 * H * W)  # two views per step: 2 + 1
+        try:
+            chunked = zp_encoder(*inputs, num_anchors=3)
+        finally:
+            hook.remove()
+    assert calls == [2, 1]
+    for key in ("means", "covariances", "harmonics", "opacities"):
+        torch.testing.assert_close(getattr(chunked, key), getattr(whole, key), atol=1e-5, rtol=1e-5)

@@ -53,6 +53,12 @@ from zpressor_ns.gaussian_adapter import PixelGaussians, decode_pixel_gaussians,
 
 # The CNN's coarsest stride; the depth is predicted on this grid and refined x8.
 FEATURE_STRIDE = 8
+# On CPU the Gaussian head runs on at most this many pixels (whole views) at a time. Its full-resolution maps
+# (input, padded copies, hidden layer) are 30+ MB for 6 anchors of 64x128, and glibc maps every block over
+# 32 MiB afresh, page faults and zeroing included, on each call; smaller steps reuse the allocator's pages
+# (about 10% of the head's CPU time) and lower the peak. The CUDA path (what the memory models count) runs
+# every anchor at once.
+CPU_HEAD_CHUNK_PIXELS = 2**15
 
 
 @dataclass(frozen=True)
@@ -252,7 +258,7 @@ class DepthSplatEncoder(FeedForwardEncoder):
         confidence = F.interpolate(depth.match_prob.amax(dim=1, keepdim=True), size=(h, w), mode="nearest")
         rgb = images.flatten(0, 1)
         regressed = self.gaussian_regressor(_cat_channels_last((rgb, depth.depth, confidence, latent)), k)
-        raw = self.gaussian_head(_cat_channels_last((regressed, rgb, latent, confidence)))
+        raw = self._gaussian_head((regressed, rgb, latent, confidence))
 
         pixels: PixelGaussians = decode_pixel_gaussians(
             raw.unflatten(0, (b, k)), images, c2w, intrinsics, cfg.sh_degree, cfg.scale_max
@@ -288,6 +294,18 @@ class DepthSplatEncoder(FeedForwardEncoder):
         return estimate_memory(
             self.config, views, anchors, height, width, weight_bytes=self.weight_bytes(), batch=batch
         )
+
+    def _gaussian_head(self, maps: tuple[Tensor, ...]) -> Float[Tensor, "batch_anchor channel height width"]:
+        """The Gaussian head on the channel concatenation of ``maps`` (on CPU, a few views at a time)."""
+        n, _, h, w = maps[0].shape
+        step = max(1, CPU_HEAD_CHUNK_PIXELS // (h * w)) if maps[0].device.type == "cpu" else n
+        if step >= n:
+            return self.gaussian_head(_cat_channels_last(maps))
+        chunks = [
+            self.gaussian_head(_cat_channels_last(tuple(m[start : start + step] for m in maps)))
+            for start in range(0, n, step)
+        ]
+        return torch.cat(chunks)
 
     def _view_features(
         self, images: Float[Tensor, "batch view 3 height width"]
