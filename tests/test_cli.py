@@ -4,6 +4,8 @@ and an example; one message, not a traceback, for a run that is not there."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -64,3 +66,18 @@ def test_a_missing_run_is_one_message(argv, capsys):
         f"zpressor-ns {argv[0]}: --load-config no/such/config.yml: no such file; give the config.yml that "
         "ns-train wrote, e.g. outputs/<data>/<method>/<timestamp>/config.yml"
     )
+
+
+@pytest.mark.parametrize("module", ["zpressor_ns", "zpressor_ns.cli"])
+def test_python_dash_m_is_the_command(module):
+    """``python -m zpressor_ns`` (and ``-m zpressor_ns.cli``) give the same one-line error as the script."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, "view", "--load-config", "no/such/config.yml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]  # after any third-party import warnings
+    assert last.startswith("zpressor-ns view: --load-config no/such/config.yml: no such file")
+    assert "Traceback" not in result.stderr

@@ -111,4 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as ``python -m zpressor_ns.cli``, this file is ``__main__`` and the commands raise the
+    # CommandError of ``zpressor_ns.cli``, a second copy of it: hand over to that module.
+    from zpressor_ns.cli import main as package_main
+
+    sys.exit(package_main())

@@ -1,0 +1,7 @@
+"""``python -m zpressor_ns``: the ``zpressor-ns`` command."""
+
+import sys
+
+from zpressor_ns.cli import main
+
+sys.exit(main())
