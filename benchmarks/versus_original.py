@@ -225,11 +225,12 @@ class ProjectSide:
             (encoder.dpt, "dpt"),
             (encoder.feature_upsampler, "upsampler"),
             (encoder.gaussian_regressor, "gaussian_regressor"),
-            (encoder.gaussian_head, "gaussian_head"),
         ):
             if module is not None:
                 module_events(module, name, self.clock)
         wrap_events(encoder.vit, "get_intermediate_layers", "vit", self.clock)
+        # On CPU the head runs a few views at a time: one stage around all its steps.
+        wrap_events(encoder, "_gaussian_head", "gaussian_head", self.clock)
         self.encoder = encoder
         return {}
 
