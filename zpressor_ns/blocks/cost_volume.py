@@ -60,6 +60,14 @@ def inverse_depth_candidates(
     return low[..., None] + steps * (high - low)[..., None]
 
 
+def _reference_to_neighbour(
+    c2w: Float[Tensor, "batch view 4 4"], neighbours: Int64[Tensor, "batch view neighbour"]
+) -> Float[Tensor, "batch view neighbour 4 4"]:
+    """Each view's camera frame into each of its neighbours' frames: neighbour w2c @ reference c2w."""
+    batch_index = torch.arange(c2w.shape[0], device=c2w.device)[:, None, None]
+    return torch.linalg.inv(c2w[batch_index, neighbours]) @ c2w[:, :, None]
+
+
 def _warp_grid(
     intrinsics: Float[Tensor, "n 3 3"],
     ref_to_neighbour: Float[Tensor, "n 4 4"],
@@ -147,8 +155,7 @@ def warped_cost_volume(
     d = inverse_depths.shape[-1]
     batch_index = torch.arange(b, device=features.device)[:, None]
     with torch.no_grad():
-        neighbour_c2w = c2w[batch_index[..., None], neighbours]  # [b, v, m, 4, 4]
-        ref_to_neighbour = torch.linalg.inv(neighbour_c2w) @ c2w[:, :, None]
+        ref_to_neighbour = _reference_to_neighbour(c2w, neighbours)  # [b, v, m, 4, 4]
         depths = (1.0 / inverse_depths).reshape(b * v, d)
     reference = features.reshape(b * v, c, 1, h, w)
     total = features.new_zeros(b * v, d, h, w)
@@ -192,8 +199,7 @@ def correlated_cost_volume(
     flat = features.reshape(n, c, pixels)
     neighbour_index = (neighbours + v * torch.arange(b, device=features.device)[:, None, None]).reshape(n, m)
     with torch.no_grad():
-        c2w = c2w.reshape(n, 4, 4)
-        ref_to_neighbour = torch.linalg.inv(c2w[neighbour_index]) @ c2w[:, None]  # [n, m, 4, 4]
+        ref_to_neighbour = _reference_to_neighbour(c2w, neighbours).reshape(n, m, 4, 4)
         depths = (1.0 / inverse_depths).reshape(n, 1, d).expand(n, m, d)
         pixel_k = intrinsics.reshape(n, 1, 3, 3).expand(n, m, 3, 3)
     # Bytes per (view, neighbour, reference pixel): a row of scores, and per candidate its sample point,
