@@ -1,8 +1,8 @@
 """Convolutions with their activation fused into one oneDNN call (CPU inference).
 
 At full resolution one activation map is tens of MB: a separate GELU re-reads and re-writes it (with page
-faults for its fresh output), about a quarter of the convolution's own time for DepthSplat's Gaussian head.
-oneDNN applies the activation in the convolution's epilogue at no measurable cost. The math is the same
+faults for its fresh output), about a tenth of the convolution's own time for DepthSplat's Gaussian head
+(16 of 146 ms, 6 views of 64x128, one core). oneDNN applies it in the convolution's epilogue instead. The math is the same
 (exact erf GELU, fp32).
 
 The fused kernels run only where they apply: float32 CPU tensors, PyTorch built with oneDNN, and no autograd
